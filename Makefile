@@ -1,0 +1,26 @@
+# The study's entry points. Each target sets up .venv first (scripts/setup_env.sh; a no-op once done).
+PY := .venv/bin/python
+PARAMS ?= params/mini.yaml
+
+.PHONY: setup demo smoke test unit lab clean-runs
+
+setup:
+	@bash scripts/setup_env.sh
+
+demo: setup  ## the paper in miniature (params/mini.yaml), or PARAMS=... for another study
+	$(PY) -m posttrain.pipeline $(PARAMS) $(ARGS)
+
+smoke: setup  ## the smallest end-to-end run of the whole chain (what CI runs)
+	$(PY) -m posttrain.pipeline params/smoke.yaml $(ARGS)
+
+test: setup  ## unit tests + the smoke chain end to end
+	$(PY) -m pytest -q -rs tests
+
+unit: setup  ## unit tests only (skips the slow end-to-end ones)
+	$(PY) -m pytest -q -rs -m "not slow" tests
+
+lab: setup
+	.venv/bin/jupyter lab notebooks/
+
+clean-runs:
+	rm -rf runs/

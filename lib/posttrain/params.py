@@ -1,0 +1,336 @@
+"""Experiment params: one YAML per experiment, validated before anything runs.
+
+Two shapes share these schemas:
+- `TrainParams`: one training run (pre-training or SFT), e.g. `params/paper/sft_math_1.5b_0pre.yaml`.
+- `StudyParams`: a whole study (setup → pretrain → sft → evaluate → report), e.g. `params/mini.yaml`.
+
+Every field is declared; an unknown, missing or mistyped field raises `ParamsError` naming the file and the field.
+Strings may contain `{run_dir}` and `{repo}`, substituted at load time, so a study can point its SFT runs at its own
+pre-training outputs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+Arm = Literal["Base", "0%-Pre", "0.1%-Pre", "short-Pre", "100%-Pre"]
+Domain = Literal["math", "code"]
+
+
+class ParamsError(ValueError):
+    """A params file is wrong; the message names the file and the field."""
+
+
+class Strict(BaseModel):
+    # extra="forbid": a misspelt field is an error, never a silently ignored default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+class LoraParams(Strict):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class ModelParams(Strict):
+    name_or_path: str  # hub id or local dir: supplies the config and tokenizer (and weights when init=pretrained)
+    tokenizer: str | None = None  # defaults to name_or_path
+    init: Literal["pretrained", "scratch", "checkpoint"]
+    checkpoint: str | None = None  # init=checkpoint: a run's output dir (its latest checkpoint) or a checkpoint dir
+    depth_scaled_init: Literal["paper", "authors_code", "none"] = "paper"  # scratch only; see posttrain.models
+    init_seed: int = 0
+    config_overrides: dict[str, Any] = {}  # e.g. rope_theta, max_position_embeddings for 32k SFT
+    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    attn_implementation: str | None = None  # None: flash_attention_2 where installed, else sdpa
+    lora: LoraParams | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.init == "checkpoint" and not self.checkpoint:
+            raise ValueError("model.checkpoint is required when model.init is 'checkpoint'")
+        if self.init != "checkpoint" and self.checkpoint:
+            raise ValueError(f"model.checkpoint is only used with init 'checkpoint', not {self.init!r}")
+        if self.lora is not None and self.init != "pretrained":
+            raise ValueError(
+                f"model.lora is refused for init {self.init!r}: LoRA freezes the base weights, and frozen random "
+                "weights measure nothing; use full fine-tuning for scratch and short-pretrained arms")
+        return self
+
+
+class DataParams(Strict):
+    # Which loader in posttrain.data; hub datasets stream, local files (jsonl/dir) are for tests and offline runs.
+    source: Literal["open_math_reasoning", "open_code_reasoning_2", "dclm", "messages_jsonl", "text_jsonl"]
+    path: str | None = None  # hub id override or a local file/dir
+    split: str | None = None
+    subset: str | None = None
+    languages: list[str] | None = None  # open_code_reasoning_2: ["python", "cpp"]
+    streaming: bool = True
+    max_examples: int | None = Field(None, gt=0)
+    seed: int = 0
+
+
+class TrainingParams(Strict):
+    stage: Literal["pretrain", "sft"]
+    max_length: int = Field(32768, gt=0)
+    learning_rate: float = Field(3.0e-4, gt=0)
+    lr_scheduler: Literal["cosine", "constant_with_warmup", "linear"] = "cosine"
+    warmup_steps: int = Field(2000, ge=0)
+    max_steps: int | None = Field(50000, gt=0)  # or derive from token_budget
+    token_budget: int | None = Field(None, gt=0)  # pre-training: total tokens (10B in the paper)
+    tokens_per_step: int = Field(2 * 1024 * 1024, gt=0)  # global batch in tokens
+    per_device_batch_size: int = Field(1, gt=0)  # packed sequences of max_length per device per micro-step
+    gradient_accumulation_steps: int | None = Field(None, gt=0)  # None: derived from tokens_per_step and world size
+    weight_decay: float = Field(0.0, ge=0)
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    max_grad_norm: float = 1.0
+    bf16: bool = True
+    gradient_checkpointing: bool = True
+    use_liger: Literal["auto", "on", "off"] = "auto"
+    packing: bool = True
+    assistant_only_loss: bool = True
+    save_steps: int = Field(1000, gt=0)
+    save_total_limit: int | None = None
+    logging_steps: int = Field(10, gt=0)
+    seed: int = 0
+    use_cpu: bool = False
+
+    @model_validator(mode="after")
+    def _check(self):
+        if (self.max_steps is None) == (self.token_budget is None):
+            raise ValueError("training: give exactly one of max_steps and token_budget")
+        if self.stage == "pretrain" and self.assistant_only_loss:
+            raise ValueError("training.assistant_only_loss must be false for stage 'pretrain' (plain text)")
+        return self
+
+
+class LaunchParams(Strict):
+    # How `accelerate launch` runs the stage; see configs/accelerate/ and scripts/slurm_train.sh.
+    backend: Literal["local", "single_gpu", "fsdp2", "deepspeed_zero3"] = "local"
+    num_machines: int = Field(1, gt=0)
+    gpus_per_machine: int = Field(1, gt=0)
+
+
+class TrainParams(Strict):
+    name: str
+    arm: Arm
+    size: str  # "1.5B", ..., "mini"
+    domain: Domain | None = None  # SFT domain; None for pre-training
+    output_dir: str
+    model: ModelParams
+    data: DataParams
+    training: TrainingParams
+    launch: LaunchParams = LaunchParams()
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.training.stage == "sft" and self.domain is None:
+            raise ValueError("domain is required for an SFT run ('math' or 'code')")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+class SamplingParams(Strict):
+    n: int = Field(10, gt=0)
+    temperature: float = Field(0.6, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: int = Field(32768, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.n > 1 and self.temperature == 0:
+            raise ValueError("sampling.temperature must be > 0 when sampling.n > 1 (greedy samples are identical)")
+        return self
+
+
+class EvalModel(Strict):
+    name: str  # unique key, also the directory name under eval/
+    arm: Arm
+    size: str
+    train_domain: Domain | None = None  # None for Base
+    path: str  # hub id, a model dir, or a training output dir holding checkpoint-* dirs
+    checkpoints: Literal["final", "all"] = "final"
+
+
+class EvalParams(Strict):
+    # models: listed explicitly, or "auto" = Base (the 100% pre-training output or hub model) + every SFT run.
+    models: list[EvalModel] | Literal["auto"] = "auto"
+    base_model: str | None = None  # auto mode: path of the Base arm's model
+    checkpoints: Literal["final", "all"] = "all"  # auto mode: which checkpoints of SFT runs to evaluate
+    curve_benchmarks: list[str] | None = None  # benchmarks for non-final checkpoints; None = in-domain ones
+    benchmarks: dict[Domain, list[str]]  # in-domain benchmarks per domain, e.g. {math: [math500, aime24]}
+    cross_domain: bool = True  # also evaluate math models on code benchmarks and the reverse (final checkpoints)
+    data_dir: str | None = None  # local benchmark files (offline); None = hub
+    limit: int | None = Field(None, gt=0)  # max problems per benchmark (smoke runs)
+    sampling: SamplingParams = SamplingParams()
+    engine: Literal["vllm", "hf", "auto"] = "auto"  # auto: vLLM if importable, else HF generate with a warning
+    tensor_parallel_size: int = Field(1, gt=0)
+    data_parallel_size: int = Field(1, gt=0)
+    max_model_len: int | None = None
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # engine dtype; auto = the checkpoint's
+    chunk_size: int = Field(256, gt=0)  # prompts per engine call: records are appended after each chunk
+    grade_timeout_s: float = Field(6.0, gt=0)
+    grade_workers: int | None = Field(None, gt=0)  # grader processes; None = the graders' default (all cores)
+    prompts: dict[Domain, str] = {}  # prompt template names per domain; {} = defaults in posttrain.prompts
+
+
+# ---------------------------------------------------------------------------------------------- study
+
+
+class MiniSetupParams(Strict):
+    # The paper in miniature: generated tasks, a trained tokenizer and a tiny Qwen2 config (posttrain.mini).
+    seed: int = 0
+    math_train: int = Field(4000, gt=0)
+    math_test: int = Field(100, gt=0)
+    math_competition: int = Field(100, gt=0)
+    code_train: int = Field(4000, gt=0)
+    code_test: int = Field(100, gt=0)
+    corpus_max_chars: int = Field(3_000_000, gt=0)
+    vocab_size: int = Field(2048, gt=0)
+    hidden_size: int = Field(128, gt=0)
+    num_hidden_layers: int = Field(4, gt=0)
+    num_attention_heads: int = Field(4, gt=0)  # head_dim = hidden/heads must be >= 32 for vLLM's CPU attention
+    num_key_value_heads: int = Field(2, gt=0)
+    intermediate_size: int = Field(512, gt=0)
+    max_position_embeddings: int = Field(1024, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.hidden_size % self.num_attention_heads or self.hidden_size // self.num_attention_heads < 32:
+            raise ValueError("setup: hidden_size / num_attention_heads must be an integer >= 32 "
+                             "(vLLM's CPU attention rejects smaller head dims)")
+        return self
+
+
+class ExploreParams(Strict):
+    sft_sources: list[DataParams] = []
+    ngram: int = Field(13, gt=0)
+    max_sft_rows: int | None = Field(None, gt=0)
+    benchmarks: list[str] | None = None  # None = all benchmarks named in evaluate
+
+
+class ReportParams(Strict):
+    sizes: list[str] | None = None  # row order; None = as found
+    examples_per_arm: int = Field(2, ge=0)
+    figures_dir: str = "{repo}/figures/{name}"
+
+
+class StudyParams(Strict):
+    name: str
+    run_dir: str = "{repo}/runs/{name}"
+    setup: MiniSetupParams | None = None
+    explore: ExploreParams = ExploreParams()
+    pretrain: list[TrainParams] = []
+    sft: list[TrainParams] = []
+    evaluate: EvalParams
+    report: ReportParams = ReportParams()
+
+    @model_validator(mode="after")
+    def _check(self):
+        names = [r.name for r in self.pretrain + self.sft]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"run names must be unique across pretrain and sft: {dupes}")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _substitute(obj: Any, mapping: dict[str, str]) -> Any:
+    if isinstance(obj, str):
+        for key, value in mapping.items():
+            obj = obj.replace("{" + key + "}", value)
+        return obj
+    if isinstance(obj, dict):
+        return {k: _substitute(v, mapping) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_substitute(v, mapping) for v in obj]
+    return obj
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} invalid field(s)"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (misspelt? see posttrain/params.py for the schema)"
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ParamsError(f"params file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_train_params(path: str | Path, run_dir: str | None = None) -> TrainParams:
+    """Load and validate one training run's YAML."""
+    path = Path(path)
+    data = _substitute(_read_yaml(path), {"repo": str(REPO_ROOT), **({"run_dir": run_dir} if run_dir else {})})
+    try:
+        return TrainParams.model_validate(data)
+    except ValidationError as e:
+        raise ParamsError(_format_errors(e, str(path))) from None
+
+
+def load_study(path: str | Path, run_dir: str | None = None) -> StudyParams:
+    """Load and validate a study YAML; `pretrain`/`sft` items may be paths of TrainParams files (relative to it)."""
+    path = Path(path)
+    data = _read_yaml(path)
+    name = data.get("name")
+    if not isinstance(name, str):
+        raise ParamsError(f"{path}: name: required, a string")
+    resolved_run_dir = run_dir or _substitute(data.get("run_dir", "{repo}/runs/{name}"),
+                                              {"repo": str(REPO_ROOT), "name": name})
+    mapping = {"repo": str(REPO_ROOT), "name": name, "run_dir": str(resolved_run_dir)}
+    for stage in ("pretrain", "sft"):
+        items = data.get(stage) or []
+        if not isinstance(items, list):
+            raise ParamsError(f"{path}: {stage}: expected a list of runs")
+        for i, item in enumerate(items):
+            if isinstance(item, str):  # a path of a TrainParams YAML, relative to this file
+                sub = (path.parent / item) if not Path(item).is_absolute() else Path(item)
+                try:
+                    items[i] = _read_yaml(sub)
+                except ParamsError as e:
+                    raise ParamsError(f"{path}: {stage}.{i}: {e}") from None
+    data = _substitute(data, mapping)
+    data["run_dir"] = str(resolved_run_dir)
+    try:
+        return StudyParams.model_validate(data)
+    except ValidationError as e:
+        raise ParamsError(_format_errors(e, str(path))) from None
+
+
+def params_hash(obj: BaseModel | dict) -> str:
+    """Short stable hash of params: stages skip work whose outputs carry the same hash."""
+    data = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def dump_params(obj: BaseModel, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(obj.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,116 @@
+"""Run the study chain headlessly: the five notebooks in order, through papermill, with one params file.
+
+    python -m posttrain.pipeline params/mini.yaml [--run-dir DIR] [--force] [--only 03_evaluate 04_report]
+
+Every notebook gets `params_path` and `run_dir`; executed copies land in `<run_dir>/notebooks/`, then the chain
+exports them to HTML with an index page (posttrain.export). A stage whose executed notebook exists for the same params
+hash is skipped (stages also skip their own finished work inside, at a finer grain); `--force` reruns. A failure names
+the notebook and the cell, keeps the partly executed notebook and everything finished before it, and exits non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .params import REPO_ROOT, dump_params, load_study, params_hash
+
+STAGES = ["00_explore_data", "01_pretrain", "02_sft", "03_evaluate", "04_report"]
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+def _stamp_path(run_dir: Path, stage: str) -> Path:
+    return run_dir / "notebooks" / f".{stage}.done.json"
+
+
+def stage_is_done(run_dir: Path, stage: str, phash: str) -> bool:
+    stamp = _stamp_path(run_dir, stage)
+    if not stamp.is_file() or not (run_dir / "notebooks" / f"{stage}.ipynb").is_file():
+        return False
+    return json.loads(stamp.read_text()).get("params_hash") == phash
+
+
+def run_stage(stage: str, params_path: Path, run_dir: Path, force: bool, kernel: str) -> float:
+    """Execute one notebook with papermill; return its wall time. Raises StageFailed with notebook + cell."""
+    import papermill as pm
+
+    out = run_dir / "notebooks" / f"{stage}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    try:
+        pm.execute_notebook(
+            str(NOTEBOOK_DIR / f"{stage}.ipynb"), str(out),
+            parameters={"params_path": str(params_path), "run_dir": str(run_dir), "force": force},
+            kernel_name=kernel, cwd=str(REPO_ROOT), progress_bar=False, log_output=False)
+    except pm.PapermillExecutionError as e:
+        raise StageFailed(f"stage {stage} failed in cell {e.cell_index} (execution count {e.exec_count}): "
+                          f"{e.ename}: {e.evalue}\n  partly executed notebook kept at {out}") from None
+    return time.time() - start
+
+
+class StageFailed(RuntimeError):
+    pass
+
+
+def run_pipeline(params_path: str | Path, run_dir: str | None = None, force: bool = False,
+                 only: list[str] | None = None, kernel: str = "python3", export: bool = True) -> dict:
+    params_path = Path(params_path).resolve()
+    study = load_study(params_path, run_dir)  # validates everything before the first stage starts
+    run_path = Path(study.run_dir)
+    run_path.mkdir(parents=True, exist_ok=True)
+    dump_params(study, run_path / "params.resolved.yaml")
+    phash = params_hash(study)
+    for name in only or []:
+        if name not in STAGES:
+            raise SystemExit(f"--only: unknown stage {name!r}; stages are {STAGES}")
+
+    timings_path = run_path / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    for stage in STAGES:
+        if only and stage not in only:
+            continue
+        if not force and stage_is_done(run_path, stage, phash):
+            print(f"[pipeline] {stage}: done for these params, skipped (--force reruns it)", flush=True)
+            continue
+        print(f"[pipeline] {stage}: running ...", flush=True)
+        _stamp_path(run_path, stage).unlink(missing_ok=True)
+        seconds = run_stage(stage, params_path, run_path, force, kernel)
+        timings[stage] = round(seconds, 1)
+        _stamp_path(run_path, stage).write_text(json.dumps({"params_hash": phash, "seconds": seconds}))
+        timings_path.write_text(json.dumps(timings, indent=2))
+        print(f"[pipeline] {stage}: {seconds:.0f} s", flush=True)
+
+    if export:
+        from .export import export_html
+        start = time.time()
+        index = export_html(run_path)
+        timings["export_html"] = round(time.time() - start, 1)
+        timings_path.write_text(json.dumps(timings, indent=2))
+        print(f"[pipeline] report: {index}")
+    print("[pipeline] wall time per stage (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())
+          + f" | total {sum(timings.values()):.0f}")
+    return timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("params", help="a study params YAML, e.g. params/mini.yaml")
+    ap.add_argument("--run-dir", help="where outputs go (default: the study's run_dir, runs/<name>)")
+    ap.add_argument("--force", action="store_true", help="rerun stages even if their outputs exist")
+    ap.add_argument("--only", nargs="+", metavar="STAGE", help=f"run only these stages ({', '.join(STAGES)})")
+    ap.add_argument("--kernel", default="python3",
+                    help="Jupyter kernel (default python3: the interpreter running this command)")
+    ap.add_argument("--no-export", action="store_true", help="skip the HTML export")
+    args = ap.parse_args(argv)
+    try:
+        run_pipeline(args.params, args.run_dir, args.force, args.only, args.kernel, export=not args.no_export)
+    except StageFailed as e:
+        print(f"[pipeline] {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
