@@ -217,10 +217,11 @@ class MiniSetupParams(Strict):
 
 
 class ExploreParams(Strict):
-    sft_sources: list[DataParams] = []
+    sft_sources: list[DataParams] = []  # [] = the data of the study's SFT runs
     ngram: int = Field(13, gt=0)
     max_sft_rows: int | None = Field(None, gt=0)
     benchmarks: list[str] | None = None  # None = all benchmarks named in evaluate
+    reference_overlap: bool = True  # also MATH-500/AIME vs GSM8K train from ../shared/data, where present
 
 
 class ReportParams(Strict):

@@ -1,0 +1,91 @@
+"""vLLM vs HF `generate` throughput on the same tiny random Qwen2 model and prompts, through posttrain.generation.
+
+Builds a BPE tokenizer (trained here with `tokenizers`) and a random Qwen2 model (head_dim 32: the smallest vLLM's CPU
+attention accepts), then times `run_request` for each engine twice: a 1-token warm-up request (= engine start-up:
+process spawn, model load, KV-cache allocation) and the full request. Decode throughput = generated tokens /
+(full - start-up). Run: `PYTHONPATH=lib .venv/bin/python benchmarks/generation.py [--prompts 20 --n 10 ...]`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from posttrain.generation import GenerationRequest, run_request
+
+
+def build_model(path: Path, hidden: int, layers: int, heads: int, vocab: int) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    corpus = [f"Problem {i}: compute {i} * {i + 3} + {i % 7}. The answer is \\boxed{{{i * (i + 3) + i % 7}}}."
+              for i in range(3000)] + ["def solve():\n    a, b = map(int, input().split())\n    print(a + b)\n"] * 50
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=vocab, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    tok.save_pretrained(path)
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                      num_key_value_heads=max(1, heads // 2), intermediate_size=4 * hidden,
+                      max_position_embeddings=1024, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    Qwen2ForCausalLM(cfg).save_pretrained(path)
+
+
+def time_engine(engine: str, model: str, prompts: list[dict], args, workdir: Path) -> dict:
+    def run(name, prompts, n, max_tokens):
+        out = workdir / f"{engine}_{name}.jsonl"
+        out.unlink(missing_ok=True)
+        req = GenerationRequest(model=model, tokenizer=model, prompts=prompts, output=str(out), n=n,
+                                temperature=0.6, top_p=0.95, max_tokens=max_tokens, seed=0, dtype=args.dtype)
+        t = time.perf_counter()
+        run_request(req, engine)
+        seconds = time.perf_counter() - t
+        tokens = sum(sum(json.loads(line)["num_tokens"]) for line in open(out))
+        return seconds, tokens
+    startup, _ = run("warmup", prompts[:1], 1, 1)
+    total, tokens = run("full", prompts, args.n, args.max_tokens)
+    return {"engine": engine, "startup_s": round(startup, 1), "total_s": round(total, 1), "tokens": tokens,
+            "decode_tok_per_s": round(tokens / max(total - startup, 1e-9))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompts", type=int, default=20)
+    ap.add_argument("--n", type=int, default=10)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--vocab", type=int, default=2048)
+    ap.add_argument("--dtype", default="float32", help="same dtype for both engines (vLLM's CPU default is bf16)")
+    ap.add_argument("--engines", default="vllm,hf")
+    args = ap.parse_args()
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = Path(tmp) / "model"
+        build_model(model, args.hidden, args.layers, args.heads, args.vocab)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(model)
+        params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model).parameters())
+        prompts = [{"key": {"i": i}, "prompt": tok.apply_chat_template(
+            [{"role": "user", "content": f"Problem {i}: compute {i} * {i + 3} + {i % 7}."}],
+            add_generation_prompt=True, tokenize=False)} for i in range(args.prompts)]
+        print(f"model: hidden {args.hidden}, {args.layers} layers, {args.heads} heads, vocab {len(tok)}, "
+              f"{params / 1e6:.2f}M params, {args.dtype}; {args.prompts} prompts x n={args.n}, "
+              f"<= {args.max_tokens} new tokens, T=0.6, top-p 0.95; {os.cpu_count()} CPU cores")
+        for engine in args.engines.split(","):
+            print(json.dumps(time_engine(engine, str(model), prompts, args, Path(tmp))), flush=True)
+
+
+if __name__ == "__main__":  # vLLM spawns processes: the guard is required
+    main()

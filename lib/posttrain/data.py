@@ -1,0 +1,241 @@
+"""Training data: SFT chats (OpenMathReasoning, OpenCodeReasoning-II, local JSONL) and pre-training text (DCLM).
+
+Hub datasets stream; a local file (DataParams.path) loads map-style, so the miniature and tests have a reproducible
+order for resume. SFT rows are rendered with the prompts their datasets were built with (posttrain.prompts), then
+tokenized here with a ChatML template carrying `{% generation %}` markers; examples longer than max_length are
+dropped (never truncated: a cut reasoning trace teaches the model not to finish) and counted. Tests: tests/test_data.py.
+"""
+from __future__ import annotations
+
+import glob
+import logging
+from pathlib import Path
+
+import datasets
+from datasets import Dataset, IterableDataset
+
+from posttrain.params import DataParams
+from posttrain.prompts import code_sft_messages, math_sft_messages
+
+log = logging.getLogger(__name__)
+
+HUB_IDS = {"open_math_reasoning": "nvidia/OpenMathReasoning", "open_code_reasoning_2": "nvidia/OpenCodeReasoning-2",
+           "dclm": "mlfoundations/dclm-baseline-1.0"}
+DEFAULT_SPLITS = {"open_math_reasoning": "cot", "dclm": "train", "messages_jsonl": "train", "text_jsonl": "train"}
+SFT_SOURCES = {"open_math_reasoning", "open_code_reasoning_2", "messages_jsonl"}
+PRETRAIN_SOURCES = {"dclm", "text_jsonl"}
+# OpenCodeReasoning-II leaves `question` as "-" for rows whose problem text must be joined from the source dataset
+# (dataset/split/index columns); we do not join, we skip those rows and count them.
+OCR_MISSING_QUESTION = {"", "-"}
+SHUFFLE_BUFFER = 10_000
+ROLES = {"system", "user", "assistant"}
+
+# Qwen2.5's ChatML, no default system turn, with generation markers around the assistant content *and* its
+# <|im_end|>, so assistant-only loss trains the model to stop (open-r1 #603, TRL #2059).
+CHATML_TEMPLATE_WITH_GENERATION = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\n' }}"
+    "{% else %}{{ message['content'] + '<|im_end|>\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+END_OF_TURN = "<|im_end|>"
+
+
+def ensure_chat_template(tokenizer, set_eos: bool = True):
+    """Install CHATML_TEMPLATE_WITH_GENERATION when the tokenizer's template lacks generation markers, and make
+    <|im_end|> the eos token (Qwen base models otherwise never learn to stop). Returns the tokenizer."""
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in ("<|im_start|>", END_OF_TURN) if t not in vocab]
+    if missing:
+        raise ValueError(f"tokenizer lacks the ChatML special tokens {missing}; SFT needs <|im_start|> and <|im_end|> "
+                         "in the vocabulary (train the miniature tokenizer with them as special tokens)")
+    if "{% generation %}" not in (tokenizer.chat_template or ""):
+        tokenizer.chat_template = CHATML_TEMPLATE_WITH_GENERATION
+    if set_eos:
+        tokenizer.eos_token = END_OF_TURN
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = "<|endoftext|>" if "<|endoftext|>" in vocab else tokenizer.eos_token
+    return tokenizer
+
+
+# ------------------------------------------------------------------------------------------------ raw loading
+
+
+def _local_files(path: str) -> list[str]:
+    p = Path(path)
+    files = sorted(glob.glob(str(p / "*.jsonl"))) if p.is_dir() else sorted(glob.glob(path))
+    if not files:
+        raise FileNotFoundError(f"data.path: no JSONL file matches {path}")
+    return files
+
+
+def is_local(data: DataParams) -> bool:
+    return data.path is not None and (Path(data.path).exists() or bool(glob.glob(data.path)))
+
+
+def _load_raw(data: DataParams, split: str | None = None) -> Dataset | IterableDataset:
+    """Hub datasets stream (when data.streaming); local files load map-style for a reproducible order."""
+    split = split or data.split or DEFAULT_SPLITS.get(data.source, "train")
+    if is_local(data):
+        return datasets.load_dataset("json", data_files=_local_files(data.path), split="train")
+    if data.source in ("messages_jsonl", "text_jsonl"):
+        raise FileNotFoundError(f"data.path: {data.path!r} does not exist (source {data.source!r} reads local files)")
+    hub_id = data.path or HUB_IDS[data.source]
+    return datasets.load_dataset(hub_id, data.subset, split=split, streaming=data.streaming)
+
+
+def _limit_and_shuffle(ds: Dataset | IterableDataset, data: DataParams) -> Dataset | IterableDataset:
+    if isinstance(ds, IterableDataset):
+        ds = ds.shuffle(seed=data.seed, buffer_size=SHUFFLE_BUFFER)
+        return ds.take(data.max_examples) if data.max_examples else ds
+    ds = ds.shuffle(seed=data.seed)
+    return ds.select(range(min(data.max_examples, len(ds)))) if data.max_examples else ds
+
+
+def _require_str(row: dict, field: str, where: str) -> str:
+    value = row.get(field)
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: field {field!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _check_messages(messages, where: str) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError(f"{where}: 'messages' must be a non-empty list of {{role, content}}")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise ValueError(f"{where}: messages[{i}] must be {{role: system|user|assistant, content: str}}, got {m!r}")
+    if not any(m["role"] == "assistant" for m in messages):
+        raise ValueError(f"{where}: no assistant message (nothing to train on)")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def _to_messages(source: str, language: str | None):
+    """Row → {"messages"}; None marks a row to skip (OCR-II rows whose question must be joined from elsewhere)."""
+    def convert(row: dict, idx: int) -> dict:
+        where = f"{source}{'/' + language if language else ''} row {idx}"
+        if source == "open_math_reasoning":
+            problem = _require_str(row, "problem", where)
+            solution = _require_str(row, "generated_solution", where)
+            if not problem.strip() or not solution.strip():
+                raise ValueError(f"{where}: empty 'problem' or 'generated_solution'")
+            return {"messages": math_sft_messages(problem, solution), "skip": False}
+        if source == "open_code_reasoning_2":
+            question = _require_str(row, "question", where)
+            solution = _require_str(row, "r1_generation", where)
+            if question.strip() in OCR_MISSING_QUESTION or not solution.strip():
+                return {"messages": [], "skip": True}
+            lang = row.get("language") or language or "python"
+            return {"messages": code_sft_messages(question, solution, lang), "skip": False}
+        return {"messages": _check_messages(row.get("messages"), where), "skip": False}
+    return convert
+
+
+def load_sft_messages(data: DataParams) -> Dataset | IterableDataset:
+    """An SFT dataset with a `messages` column (plus `skip`: rows dropped later, with a count).
+
+    OpenCodeReasoning-II on the hub has one split per language (data.languages, default python and cpp); a local file
+    in its schema is one pass, with the language from a `language` column if present, else data.languages[0]."""
+    if data.source not in SFT_SOURCES:
+        raise ValueError(f"data.source {data.source!r} is not an SFT source ({sorted(SFT_SOURCES)})")
+    languages = data.languages or ["python", "cpp"]
+    splits = languages if data.source == "open_code_reasoning_2" and not is_local(data) else [None]
+    parts = []
+    for split in splits:
+        ds = _load_raw(data, split=split)
+        language = split or (languages[0] if data.source == "open_code_reasoning_2" else None)
+        ds = ds.map(_to_messages(data.source, language), with_indices=True, remove_columns=ds.column_names)
+        parts.append(ds)
+    if len(parts) == 1:
+        ds = parts[0]
+    elif isinstance(parts[0], IterableDataset):
+        ds = datasets.interleave_datasets(parts, seed=data.seed, stopping_strategy="all_exhausted")
+    else:
+        ds = datasets.concatenate_datasets(parts)
+    return _limit_and_shuffle(ds, data)
+
+
+def load_pretrain_text(data: DataParams) -> Dataset | IterableDataset:
+    """A pre-training dataset with a single `text` column (DCLM on the hub, or local JSONL with a `text` field)."""
+    if data.source not in PRETRAIN_SOURCES:
+        raise ValueError(f"data.source {data.source!r} is not a pre-training source ({sorted(PRETRAIN_SOURCES)})")
+    ds = _load_raw(data)
+
+    def convert(row: dict, idx: int) -> dict:
+        text = _require_str(row, "text", f"{data.source} row {idx}")
+        return {"text": text}
+    ds = ds.map(convert, with_indices=True, remove_columns=ds.column_names)
+    return _limit_and_shuffle(ds, data)
+
+
+# ------------------------------------------------------------------------------------------------ tokenization
+
+
+class DropCounter:
+    """Counts examples seen/kept/dropped while a (possibly streamed) dataset is tokenized and filtered."""
+
+    def __init__(self, max_length: int):
+        self.max_length = max_length
+        self.seen = self.too_long = self.skipped = 0
+
+    def keep(self, row: dict) -> bool:
+        self.seen += 1
+        if row["skip"]:
+            self.skipped += 1
+            return False
+        if row["num_tokens"] > self.max_length:
+            self.too_long += 1
+            return False
+        return True
+
+    def as_dict(self) -> dict:
+        return {"max_length": self.max_length, "examples_seen": self.seen, "dropped_too_long": self.too_long,
+                "skipped_missing_question": self.skipped, "kept": self.seen - self.too_long - self.skipped}
+
+
+def _tokenize_chat(tokenizer, assistant_only_loss: bool):
+    def tokenize(row: dict) -> dict:
+        if row["skip"]:
+            return {"input_ids": [], "labels": [], "num_tokens": 0}
+        enc = tokenizer.apply_chat_template(row["messages"], tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=assistant_only_loss)
+        ids = list(enc["input_ids"])
+        labels = ([t if m else -100 for t, m in zip(ids, enc["assistant_masks"])] if assistant_only_loss else ids)
+        return {"input_ids": ids, "labels": labels, "num_tokens": len(ids)}
+    return tokenize
+
+
+def tokenize_sft(ds: Dataset | IterableDataset, tokenizer, max_length: int, assistant_only_loss: bool = True):
+    """Tokenize `messages` with the tokenizer's chat template → input_ids/labels; drop examples longer than
+    max_length. Returns (dataset, counter): for a map-style dataset the counts are final at return; for a streamed
+    one they grow as training reads it."""
+    if "skip" not in (ds.column_names or ["skip"]):
+        ds = ds.map(lambda row: {"skip": False})
+    ds = ds.map(_tokenize_chat(tokenizer, assistant_only_loss), remove_columns=["messages"])
+    counter = DropCounter(max_length)
+    if isinstance(ds, Dataset):
+        # Count from the columns (exact, before training) rather than through a filter callback.
+        too_long = [n > max_length and not s for n, s in zip(ds["num_tokens"], ds["skip"])]
+        counter.seen, counter.skipped, counter.too_long = len(ds), sum(ds["skip"]), sum(too_long)
+        ds = ds.filter(lambda row: not row["skip"] and row["num_tokens"] <= max_length)
+    else:
+        ds = ds.filter(counter.keep)
+    ds = ds.remove_columns(["skip", "num_tokens"])
+    if counter.too_long or counter.skipped:
+        log.warning("SFT data: dropped %d examples longer than %d tokens, skipped %d without question (of %d)",
+                    counter.too_long, max_length, counter.skipped, counter.seen)
+    return ds, counter
+
+
+def tokenize_pretrain(ds: Dataset | IterableDataset, tokenizer):
+    """Tokenize `text` + eos → input_ids/labels (full-sequence loss); long documents are split by bfd_split packing,
+    not dropped."""
+    eos = tokenizer.eos_token or ""
+
+    def tokenize(row: dict) -> dict:
+        ids = tokenizer(row["text"] + eos, add_special_tokens=False)["input_ids"]
+        return {"input_ids": ids, "labels": ids}
+    return ds.map(tokenize, remove_columns=["text"])

@@ -1,0 +1,339 @@
+"""Evaluate models × checkpoints × benchmarks: generate (resumable) → grade → score → `eval/results.csv`.
+
+`plan_evaluations(study)` lists the jobs (one per model checkpoint, with its benchmarks); `run_evaluation(study)`
+runs them. Records live in `eval/<model>/<checkpoint>/<benchmark>.jsonl`, one line per problem (format in
+docs/architecture.md). Each line carries the params hash of what produced it (sampling, prompt template, context
+length): a restarted run skips problems already there with the same hash, and grades only lines without verdicts.
+All benchmarks of one checkpoint share one engine session (start-up is 15-35 s per engine on a CPU).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from posttrain.benchmarks import COMPETITION_MATH, Problem, ProblemSet, get_spec, grading_item, load_benchmark
+from posttrain.params import EvalParams, StudyParams, params_hash
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS = ["model", "arm", "size", "train_domain", "step", "benchmark", "domain", "n", "num_problems",
+                  "num_ungradable", "pass@1", "pass@1_lo", "pass@1_hi", "pass@5", "pass@5_lo", "pass@5_hi",
+                  "truncation_rate", "path"]
+PENDING = "_pending"  # per-checkpoint folder of the generation workers' shard files, absorbed into records
+
+
+@dataclass
+class EvalJob:
+    model: str  # EvalModel.name / SFT run name: the directory under eval/
+    arm: str
+    size: str
+    train_domain: str | None
+    checkpoint: str  # "checkpoint-N", or "final" for a model without checkpoint dirs
+    step: int | None
+    path: str  # the model weights (dir or hub id)
+    tokenizer: str
+    benchmarks: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------- planning
+
+
+def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """[(step, dir)] of `checkpoint-N` dirs, by step."""
+    found = []
+    for d in Path(output_dir).glob("checkpoint-*"):
+        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
+        if m and d.is_dir():
+            found.append((int(m.group(1)), d))
+    return sorted(found)
+
+
+def _has_tokenizer(d: Path) -> bool:
+    return (d / "tokenizer_config.json").is_file()
+
+
+def _checkpoint_jobs(name, arm, size, domain, path, which, tokenizer_fallback, params: EvalParams) -> list[EvalJob]:
+    all_benchmarks = list(dict.fromkeys(params.benchmarks.get("math", []) + params.benchmarks.get("code", [])))
+    if domain is None:
+        final_b, curve_b = all_benchmarks, all_benchmarks
+    else:
+        other = "code" if domain == "math" else "math"
+        final_b = list(dict.fromkeys(params.benchmarks.get(domain, []) +
+                                     (params.benchmarks.get(other, []) if params.cross_domain else [])))
+        curve_b = params.curve_benchmarks or params.benchmarks.get(domain, [])
+    root = Path(path)
+    ckpts = list_checkpoints(root) if root.is_dir() else []
+    if not ckpts:  # a hub id or a plain model dir
+        if root.exists() and not (root / "config.json").is_file():
+            raise FileNotFoundError(f"evaluate: model {name!r}: {root} has neither checkpoint-* dirs nor a config.json"
+                                    " (has its training run finished?)")
+        tok = str(root) if not root.exists() or _has_tokenizer(root) else tokenizer_fallback
+        return [EvalJob(name, arm, size, domain, "final", None, str(path), tok or str(path), final_b)]
+    chosen = ckpts if which == "all" else ckpts[-1:]
+    jobs = []
+    for step, d in chosen:
+        tok = str(d) if _has_tokenizer(d) else str(root) if _has_tokenizer(root) else tokenizer_fallback
+        if tok is None:
+            raise FileNotFoundError(f"evaluate: model {name!r}: no tokenizer in {d} or {root}")
+        jobs.append(EvalJob(name, arm, size, domain, d.name, step, str(d), tok,
+                            final_b if step == ckpts[-1][0] else curve_b))
+    return [j for j in jobs if j.benchmarks]
+
+
+def plan_evaluations(study: StudyParams) -> list[EvalJob]:
+    """Jobs for every model × checkpoint, each with the benchmarks it is evaluated on.
+
+    auto: Base (evaluate.base_model, all benchmarks) + every SFT run (final checkpoint: in-domain, plus the other
+    domain when cross_domain; earlier checkpoints, when checkpoints is 'all': curve_benchmarks or in-domain).
+    """
+    params = study.evaluate
+    for b in [b for bs in params.benchmarks.values() for b in bs] + (params.curve_benchmarks or []):
+        get_spec(b)  # unknown names fail here, before any engine starts
+    jobs = []
+    if params.models == "auto":
+        if params.base_model:
+            sizes = sorted({r.size for r in study.sft})
+            size = sizes[0] if len(sizes) == 1 else "?"
+            jobs += _checkpoint_jobs("base", "Base", size, None, params.base_model, "final", None, params)
+        else:
+            log.info("evaluate.base_model is not set: no Base arm in this evaluation")
+        for run in study.sft:
+            tok_fallback = run.model.tokenizer or run.model.name_or_path
+            if not Path(run.output_dir).exists():
+                raise FileNotFoundError(f"evaluate: SFT run {run.name!r}: output_dir {run.output_dir} does not exist "
+                                        "(run notebook 02 first)")
+            jobs += _checkpoint_jobs(run.name, run.arm, run.size, run.domain, run.output_dir, params.checkpoints,
+                                     tok_fallback, params)
+    else:
+        for m in params.models:
+            jobs += _checkpoint_jobs(m.name, m.arm, m.size, m.train_domain, m.path, m.checkpoints, None, params)
+    return jobs
+
+
+def plan_table(jobs: list[EvalJob]):
+    import pandas as pd
+    return pd.DataFrame([{**asdict(j), "benchmarks": ", ".join(j.benchmarks)} for j in jobs])
+
+
+# ----------------------------------------------------------------------------------------------- records
+
+
+def generation_hash(params: EvalParams, benchmark: str) -> str:
+    """What determines a benchmark's samples: sampling, context length, dtype and the prompt template."""
+    domain = get_spec(benchmark).domain
+    return params_hash({"sampling": params.sampling.model_dump(mode="json"), "max_model_len": params.max_model_len,
+                        "dtype": params.dtype, "template": params.prompts.get(domain), "benchmark": benchmark})
+
+
+def read_records(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut by a kill mid-write: that problem is simply redone
+                    log.warning("%s:%d: unreadable record line dropped (interrupted write?)", path, i)
+    return rows
+
+
+def write_records(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    os.replace(tmp, path)  # atomic: a kill leaves the old file or the new one, never half of one
+
+
+def _absorb_pending(ckpt_dir: Path) -> None:
+    """Move finished generations from the workers' shard files into the per-benchmark record files."""
+    pending = ckpt_dir / PENDING
+    for shard in sorted(pending.glob("*.shard*.jsonl")) if pending.is_dir() else []:
+        by_bench: dict[str, list[dict]] = {}
+        for row in read_records(shard):
+            key = row["key"]
+            by_bench.setdefault(key["benchmark"], []).append(
+                {"problem_id": key["problem_id"], "benchmark": key["benchmark"], "prompt": key["prompt"],
+                 "responses": row["responses"], "finish_reasons": row["finish_reasons"],
+                 "num_tokens": row["num_tokens"], "params_hash": key["params_hash"]})
+        for bench, rows in by_bench.items():
+            path = ckpt_dir / f"{bench}.jsonl"
+            existing = read_records(path)  # rewritten whole: also drops a line a kill cut short
+            have = {(r["problem_id"], r["params_hash"]) for r in existing}
+            write_records(path, existing + [r for r in rows if (r["problem_id"], r["params_hash"]) not in have])
+        shard.unlink()
+
+
+def _current_records(path: Path, phash: str) -> dict[str, dict]:
+    """problem_id → record for this params hash; records from other params are removed from the file."""
+    rows = read_records(path)
+    keep = [r for r in rows if r.get("params_hash") == phash]
+    if len(keep) != len(rows):
+        log.warning("%s: %d record(s) from other params removed (regenerated with the current params)",
+                    path, len(rows) - len(keep))
+        write_records(path, keep)
+    return {r["problem_id"]: r for r in keep}
+
+
+# ----------------------------------------------------------------------------------------------- stages
+
+
+def generate_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams, ckpt_dir: Path,
+                 engine: str | None = None, progress: bool = True) -> int:
+    """Generate the missing problems of every benchmark of one checkpoint in one engine session; returns how many."""
+    from transformers import AutoTokenizer
+
+    from posttrain.benchmarks import render_prompt
+    from posttrain.generation import GenerationRequest, generate
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    _absorb_pending(ckpt_dir)
+    todo: list[tuple[str, Problem, str]] = []
+    for bench in job.benchmarks:
+        phash = generation_hash(params, bench)
+        done = _current_records(ckpt_dir / f"{bench}.jsonl", phash)
+        todo += [(bench, p, phash) for p in problems[bench] if p.id not in done]
+    if not todo:
+        return 0
+    tok = AutoTokenizer.from_pretrained(job.tokenizer)
+    prompts = []
+    for bench, problem, phash in todo:
+        text = render_prompt(problem, tok, params.prompts.get(problem.domain))
+        prompts.append({"prompt": text, "key": {"benchmark": bench, "problem_id": problem.id, "params_hash": phash,
+                                                "prompt": text}})
+    s = params.sampling
+    req = GenerationRequest(model=job.path, tokenizer=job.tokenizer, prompts=prompts,
+                            output=str(ckpt_dir / PENDING / "gen.jsonl"), n=s.n, temperature=s.temperature,
+                            top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed, max_model_len=params.max_model_len,
+                            dtype=params.dtype, tensor_parallel_size=params.tensor_parallel_size,
+                            chunk_size=params.chunk_size)
+    generate(req, engine or params.engine, params.data_parallel_size, workdir=ckpt_dir / PENDING, progress=progress)
+    _absorb_pending(ckpt_dir)
+    return len(todo)
+
+
+def grade_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams, ckpt_dir: Path,
+              progress: bool = True) -> int:
+    """Grade every sample without a verdict (math and code batches run in parallel); returns samples graded.
+    Samples cut at max_tokens (finish_reason 'length') are wrong without grading: status 'truncated'."""
+    from posttrain.grading.code import grade_code_batch
+    from posttrain.grading.math import grade_math_batch
+    files, math_pairs, code_items, slots = {}, [], [], []
+    for bench in job.benchmarks:
+        path = ckpt_dir / f"{bench}.jsonl"
+        rows = _current_records(path, generation_hash(params, bench))
+        by_id = {p.id: p for p in problems[bench]}
+        files[bench] = (path, rows)
+        for pid, rec in rows.items():
+            if "correct" in rec or pid not in by_id:
+                continue
+            problem = by_id[pid]
+            rec["correct"], rec["statuses"] = [False] * len(rec["responses"]), ["truncated"] * len(rec["responses"])
+            for i, (resp, reason) in enumerate(zip(rec["responses"], rec["finish_reasons"])):
+                if reason == "length":
+                    continue
+                if problem.domain == "math":
+                    slots.append(("math", len(math_pairs), rec, i))
+                    math_pairs.append((resp, problem.answer))
+                else:
+                    slots.append(("code", len(code_items), rec, i))
+                    code_items.append(grading_item(problem, resp))
+    workers = params.grade_workers
+    math_v = grade_math_batch(math_pairs, params.grade_timeout_s, num_workers=workers) if math_pairs else []
+    code_v = grade_code_batch(code_items, params.grade_timeout_s, num_workers=workers,
+                              progress=progress) if code_items else []
+    for kind, j, rec, i in slots:
+        v = math_v[j] if kind == "math" else code_v[j]
+        rec["correct"][i] = bool(v.correct if kind == "math" else v.passed)
+        rec["statuses"][i] = v.status
+    for path, rows in files.values():
+        write_records(path, list(rows.values()))
+    return len(slots)
+
+
+def score_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams, ckpt_dir: Path) -> list[dict]:
+    """One results row per benchmark of the job (pass@k with 95% bootstrap CIs, over the current problem set)."""
+    from posttrain.metrics import score_problems
+    out = []
+    n = params.sampling.n
+    ks = tuple(k for k in (1, 5) if k <= n)
+    for bench in job.benchmarks:
+        rows = _current_records(ckpt_dir / f"{bench}.jsonl", generation_hash(params, bench))
+        pset = problems[bench]
+        missing = [p.id for p in pset if p.id not in rows or "correct" not in rows[p.id]]
+        if missing:
+            raise RuntimeError(f"{ckpt_dir / bench}.jsonl: {len(missing)} problem(s) not generated or not graded "
+                               f"(e.g. {missing[0]!r}); rerun run_evaluation")
+        recs = [rows[p.id] for p in pset]
+        scores = score_problems([r["correct"] for r in recs], ks=ks) if recs else {}
+        reasons = [f for r in recs for f in r["finish_reasons"]]
+        out.append({"model": job.model, "arm": job.arm, "size": job.size, "train_domain": job.train_domain,
+                    "step": job.step, "benchmark": bench, "domain": get_spec(bench).domain, "n": n,
+                    "num_problems": len(pset), "num_ungradable": len(pset.ungradable),
+                    **{c: scores.get(c, math.nan) for c in RESULT_COLUMNS if c.startswith("pass@")},
+                    "truncation_rate": reasons.count("length") / len(reasons) if reasons else math.nan,
+                    "path": job.path})
+    return out
+
+
+def load_problems(names, params: EvalParams) -> dict[str, ProblemSet]:
+    problems = {}
+    for name in dict.fromkeys(names):
+        problems[name] = load_benchmark(name, params.data_dir, params.limit)
+        if problems[name].ungradable:
+            log.warning("%s: %d ungradable row(s) left out, e.g. %s", name, len(problems[name].ungradable),
+                        problems[name].ungradable[0])
+    return problems
+
+
+def run_evaluation(study: StudyParams, force: bool = False, jobs: list[EvalJob] | None = None,
+                   engine: str | None = None, progress: bool = True):
+    """Generate, grade and score every job; writes eval/results.csv (after each job) and returns it as a DataFrame.
+
+    force=True deletes the jobs' records first, so everything is regenerated.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+    params = study.evaluate
+    jobs = plan_evaluations(study) if jobs is None else jobs
+    eval_dir = Path(study.run_dir) / "eval"
+    problems = load_problems([b for j in jobs for b in j.benchmarks], params)
+    results = []
+    for job in tqdm(jobs, desc="evaluate", disable=not progress):
+        ckpt_dir = eval_dir / job.model / job.checkpoint
+        if force:
+            for f in list(ckpt_dir.glob("*.jsonl")) + list((ckpt_dir / PENDING).glob("*")):
+                f.unlink()
+        generate_job(job, problems, params, ckpt_dir, engine=engine, progress=progress)
+        grade_job(job, problems, params, ckpt_dir, progress=progress)
+        results += score_job(job, problems, params, ckpt_dir)
+        table = pd.DataFrame(results, columns=RESULT_COLUMNS)
+        table.to_csv(eval_dir / "results.csv", index=False)
+    return pd.DataFrame(results, columns=RESULT_COLUMNS)
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def competition_average(results, benchmarks=COMPETITION_MATH):
+    """Mean pass@k over the competition-math benchmarks present (AIME24/25, HMMT Feb/Nov 25), per model × step.
+    CIs are not averaged (they are not additive); the report states which benchmarks entered each mean."""
+    sub = results[results["benchmark"].isin(benchmarks)]
+    keys = ["model", "arm", "size", "train_domain", "step"]
+    cols = [c for c in ("pass@1", "pass@5") if c in sub]
+    agg = sub.groupby(keys, dropna=False).agg(**{c: (c, "mean") for c in cols},
+                                              benchmarks=("benchmark", lambda s: ",".join(sorted(s))))
+    return agg.reset_index()
+
+
+def graded_examples(run_dir: str | Path, model: str, checkpoint: str, benchmark: str, k: int = 3) -> list[dict]:
+    """The first k records of one benchmark, first sample only: for eyeballing outputs next to their verdicts."""
+    rows = read_records(Path(run_dir) / "eval" / model / checkpoint / f"{benchmark}.jsonl")[:k]
+    return [{"problem_id": r["problem_id"], "response": r["responses"][0], "finish": r["finish_reasons"][0],
+             "correct": (r.get("correct") or [None])[0], "status": (r.get("statuses") or [None])[0]} for r in rows]

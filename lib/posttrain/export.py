@@ -1,0 +1,66 @@
+"""The shareable report: executed notebooks → self-contained HTML, plus {run_dir}/index.html linking them.
+
+index.html shows the headline table (report/table1.md) and the main figure (embedded, so the page still works when
+copied elsewhere), both found through report/manifest.json written by posttrain.report.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import mistune
+import nbformat
+from nbconvert import HTMLExporter
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }} th, td {{ border: 1px solid #ccc; padding: 4px 8px; }}
+th {{ background: #f0f0f0; }} td {{ text-align: right; white-space: nowrap; }} img {{ max-width: 100%; }}
+</style></head>
+<body><h1>{title}</h1>
+<h2>Notebooks</h2><ul>{links}</ul>
+<h2>Headline results (Table 1, pass@1 / pass@5 in %)</h2>{table}
+<h2>Main figure</h2>{figure}
+</body></html>
+"""
+
+
+def export_notebook(notebook: Path, out: Path) -> Path:
+    """One executed notebook → one self-contained HTML file (images embedded)."""
+    exporter = HTMLExporter(embed_images=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def export_html(run_dir: str | Path, title: str | None = None) -> dict:
+    """Export every {run_dir}/notebooks/*.ipynb to HTML beside it and write {run_dir}/index.html.
+
+    Returns {"index": Path, "notebooks": [Path]}. A missing headline table or figure shows as a note on the page.
+    """
+    run_dir = Path(run_dir)
+    notebooks = sorted((run_dir / "notebooks").glob("*.ipynb"))
+    pages = [export_notebook(nb, nb.with_suffix(".html")) for nb in notebooks]
+    links = "".join(f'<li><a href="{html.escape(str(p.relative_to(run_dir)))}">{html.escape(p.stem)}</a></li>'
+                    for p in pages) or "<li>no executed notebooks yet</li>"
+
+    manifest_path = run_dir / "report" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    table_path = Path(manifest.get("headline_table") or run_dir / "report" / "table1.md")
+    table = (mistune.create_markdown(plugins=["table"])(table_path.read_text()) if table_path.is_file()
+             else "<p>No Table 1 yet: run notebooks/04_report.ipynb.</p>")
+    figure_path = Path(manifest["headline_figure"]) if manifest.get("headline_figure") else None
+    if figure_path is not None and figure_path.is_file():
+        data = base64.b64encode(figure_path.read_bytes()).decode()
+        figure = f'<img alt="Table 1 as bars" src="data:image/png;base64,{data}">'
+    else:
+        figure = "<p>No figure yet.</p>"
+
+    index = run_dir / "index.html"
+    index.write_text(_PAGE.format(title=html.escape(title or f"Study report: {run_dir.name}"), links=links,
+                                  table=table, figure=figure), encoding="utf-8")
+    return {"index": index, "notebooks": pages}

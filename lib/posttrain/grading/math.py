@@ -1,0 +1,1182 @@
+r"""Math answer grading: the last ``\boxed{}`` of a response against a gold answer, with a hard per-item timeout.
+
+Why not Math-Verify alone: its known false positives (tiny values compared after rounding, ``\pm 2021`` vs
+``2021``, ``n=2,3,4`` vs ``1,2,3``, different lines that both parse to 0, malformed ``4\sqrt(2)`` read as ``4``),
+its missing competition conventions (AIME leading zeros, ``1,000``), and its SIGALRM timeout, which only works on
+the main thread. So grading here is layered:
+
+1. Extraction (in the caller's process, cheap): the last complete ``\boxed{...}``/``\fbox{...}`` with balanced
+   braces (``\boxed {x}`` too). Boxes right before it that are separated only by commas, "and", "or", ``;``,
+   whitespace or ``$`` are joined into one list answer (``\boxed{1}, \boxed{2}`` is the list ``1, 2``; a hedge
+   ``\boxed{2} or \boxed{3}`` becomes a two-item list and fails a one-item gold). A bare ``\boxed 5`` is read as the
+   single token after it. No box means status ``no_answer``.
+2. Normalization (our own): ``\left``/``\right``, ``\dfrac``/``\tfrac``, spacing macros, ``\text``/``\mathrm``/
+   ``\mbox`` wrappers, trailing text units (``5 \text{ cm}^2``), degrees, ``\%``, ``\$``, ``\frac12``, ``\sqrt2``,
+   ``\sqrt(2)``, LaTeX digit grouping (``10,\!080``).
+3. Structure (our own): multiple choice letters, text answers, ``x \in`` prefixes, unions, sets (unordered),
+   bracketed tuples/intervals (ordered; the bracket characters must match, so ``(1,2]`` != ``[1,2]``), bare
+   comma lists (unordered), matrices, equations (``x = ...`` stripped when the other side has no lhs; general
+   equations equal when one is a nonzero constant multiple of the other), ``\pm`` expanded into two values,
+   inequalities compared as solution sets, numbers in a base (``52_8``).
+4. Values: pure numbers are compared exactly with fractions (``033`` == ``33``, ``1/2`` == ``0.5``); a decimal
+   literal only matches a non-terminating exact value if it has >= 6 significant digits and is that value rounded
+   or truncated at its last digit (``0.333333`` == ``1/3``, ``0.33`` != ``1/3``). Other expressions are parsed
+   with latex2sympy (Math-Verify's parser) and compared by 60-digit evaluation with a relative tolerance of 1e-40
+   (so ``1/2004!`` != ``1/2006!``) or, with free symbols, at fixed random points; ``math_verify.verify``
+   (gold first) decides only where numbers cannot (undefined functions, relations).
+
+Steps 2-4 run in a persistent worker *process* (a plain ``python -c`` child on pipes, not fork/spawn of the
+caller), with Math-Verify's own timeouts off. The caller waits at most ``timeout_s`` per item and kills the worker
+on expiry (status ``timeout``), so grading is time-limited from any thread and never hangs; a replacement worker
+starts in the background. POSIX only (uses ``select`` on pipes).
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+__all__ = ["MathVerdict", "extract_boxed", "grade_math", "grade_math_verdict", "grade_math_batch"]
+
+STATUSES = ("correct", "wrong_answer", "no_answer", "timeout", "error")
+_MAX_ANSWER_CHARS = 20_000  # a longer "answer" is degenerate output; refusing it keeps the pipes and sympy sane
+_WORKER_START_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class MathVerdict:
+    """Outcome of grading one response. `status` is one of STATUSES; `extracted` is the boxed text (or None)."""
+    correct: bool
+    status: str
+    extracted: str | None
+    reason: str
+
+
+# ============================================================================================================
+# 1. Extraction (runs in the caller's process)
+# ============================================================================================================
+_BOX_CMD_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+# Text allowed between two boxes for them to form one list answer.
+_JOIN_GAP_RE = re.compile(r"(?:\s|\$|,|;|\\\]|\\\[|\\\(|\\\)|\\quad|\\qquad|\\[,;]|\\text\{\s*(?:and|or)\s*\}"
+                          r"|\band\b|\bor\b)*")
+
+
+def _match_brace(text: str, open_idx: int) -> int:
+    """Index of the `}` closing the `{` at open_idx, or -1. Escaped braces (\{, \}) are not group delimiters."""
+    depth = 0
+    i, n = open_idx, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2  # control symbol: "\{", "\}", "\\" are not group braces
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def _boxes(text: str) -> list[tuple[int, int, str]]:
+    """Complete, non-nested boxes as (start, end, content), in order of appearance."""
+    found: list[tuple[int, int, str]] = []
+    pos = 0
+    while True:
+        m = _BOX_CMD_RE.search(text, pos)
+        if not m:
+            return found
+        j = m.end()
+        while j < len(text) and text[j].isspace():
+            j += 1
+        if j < len(text) and text[j] == "{":
+            close = _match_brace(text, j)
+            if close < 0:  # truncated box: skip it, an earlier complete box may still stand
+                pos = m.end()
+                continue
+            found.append((m.start(), close + 1, text[j + 1:close]))
+            pos = close + 1  # boxes nested inside this one are part of its content
+        else:
+            # "\boxed 5": LaTeX takes one token; we take the run of non-space characters up to "$".
+            tok = re.match(r"\s+([^\s$]+)", text[m.end():])
+            if tok:
+                content = tok.group(1).rstrip(".,;:")
+                found.append((m.start(), m.end() + tok.end(), content))
+                pos = m.end() + tok.end()
+            else:
+                pos = m.end()
+
+
+def extract_boxed(text: str) -> str | None:
+    r"""The last complete ``\boxed{...}``/``\fbox{...}`` content of `text` (adjacent list boxes joined), or None."""
+    if not text:
+        return None
+    boxes = _boxes(text)
+    if not boxes:
+        return None
+    parts = [boxes[-1][2]]
+    for k in range(len(boxes) - 1, 0, -1):
+        gap = text[boxes[k - 1][1]:boxes[k][0]]
+        if not _JOIN_GAP_RE.fullmatch(gap):
+            break
+        if boxes[k - 1][2].strip() != parts[0].strip():  # a repeated identical box is one answer, not a list
+            parts.insert(0, boxes[k - 1][2])
+    return ", ".join(p.strip() for p in parts)
+
+
+# ============================================================================================================
+# 2. Normalization (pure string work; used by the worker)
+# ============================================================================================================
+_UNICODE = {"−": "-", "–": "-", "×": r"\times ", "·": r"\cdot ", "÷": r"\div ", "√": r"\sqrt", "π": r"\pi ",
+            "∞": r"\infty ", "≤": r"\le ", "≥": r"\ge ", "≠": r"\neq ", "∪": r"\cup ", "∩": r"\cap ",
+            "°": "", "\u00a0": " ", "\u2009": " ", "\u202f": " "}
+_TEXT_CMD_RE = re.compile(r"\\(?:text|textrm|textbf|textit|textnormal|textsf|texttt|textup|mbox|hbox|mathrm|mathbf"
+                          r"|mathit|mathsf|mathtt|mathnormal|boldsymbol|bm)\s*\{")
+_UNIT_WORDS = (r"cm|centimeters?|mm|millimeters?|m|meters?|metres?|km|kilometers?|in|inch|inches|ft|feet|foot|yards?"
+               r"|yd|miles?|mi|units?|square\s+units?|sq\s+units?|square\s+(?:feet|inches|meters|cm|centimeters)"
+               r"|cubic\s+(?:feet|inches|meters|cm|centimeters|units)|degrees?|deg|radians?|rad|dollars?|cents?"
+               r"|seconds?|sec|s|minutes?|min|hours?|hrs?|h|days?|weeks?|months?|years?|mph|kg|g|grams?|pounds?"
+               r"|lbs?|liters?|litres?|l|ml|cups?|gallons?|ounces?|oz|people|persons?|students?|ways|times|points?")
+_UNIT_TEXT_RE = re.compile(r"^(?P<val>.*\S)\s*\\text\s*\{\s*[A-Za-z][A-Za-z .\-']*\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?$",
+                           re.S)
+_UNIT_PLAIN_RE = re.compile(rf"^(?P<val>.*[\d}}])\s+(?:{_UNIT_WORDS})(?:\s*\^\s*\{{?[23]\}}?)?$", re.S)
+
+
+def _unwrap_cmd(s: str, cmd_re: re.Pattern[str]) -> str:
+    r"""Replace every ``\cmd{X}`` matched by cmd_re (which ends at the ``{``) with X, braces balanced."""
+    for _ in range(50):  # nested wrappers unwrap one level per pass
+        m = cmd_re.search(s)
+        if not m:
+            return s
+        open_idx = m.end() - 1
+        close = _match_brace(s, open_idx)
+        if close < 0:
+            return s[:m.start()] + s[open_idx + 1:]
+        s = s[:m.start()] + s[open_idx + 1:close] + s[close + 1:]
+    return s
+
+
+_BOXED_CMD_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def _fix_fracs_sqrt(s: str) -> str:
+    r"""``\frac12`` -> ``\frac{1}{2}``, ``\frac{270}7``, ``\frac9{19}``, ``\sqrt2``, ``\sqrt\pi``, ``\sqrt(2)``."""
+    group = r"\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}"
+    tok = r"(?:\\[A-Za-z]+|[^\s{}\\^_])"
+    s = re.sub(rf"\\(frac|binom)\s*({tok})\s*({tok})", r"\\\1{\2}{\3}", s)
+    s = re.sub(rf"\\(frac|binom)\s*({group})\s*({tok})", r"\\\1\2{\3}", s)
+    s = re.sub(rf"\\(frac|binom)\s*({tok})\s*(?=\{{)", r"\\\1{\2}", s)
+    s = re.sub(r"\\sqrt\s*\(([^()]*)\)", r"\\sqrt{\1}", s)
+    s = re.sub(r"\\sqrt\s*(\\[A-Za-z]+|[^\s{\[\\+\-])", r"\\sqrt{\1}", s)
+    return s
+
+
+def _normalize(s: str) -> str:
+    """Canonical LaTeX-ish text of an answer: wrappers, spacing, units, degrees, percent and currency removed."""
+    s = s.strip()
+    for k, v in _UNICODE.items():
+        s = s.replace(k, v)
+    s = _unwrap_cmd(s, _BOXED_CMD_RE)
+    s = s.replace("\n", " ").replace("\t", " ")
+    # LaTeX digit grouping: "10,\!080", "1{,}000", "1\,000" are thousands separators.
+    s = re.sub(r"(?<=\d),\\!\s*(?=\d)", "", s)
+    s = re.sub(r"(?<=\d)\{,\}(?=\d{3}(?!\d))", ",", s)
+    s = re.sub(r"(?<=\d)\\[,;: ](?=\d{3}(?!\d))", "", s)
+    s = re.sub(r"(?<!\\)\\(?:[,;:!> ]|quad(?![A-Za-z])|qquad(?![A-Za-z]))", " ", s)
+    s = re.sub(r"\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits)(?![A-Za-z])", " ", s)
+    s = s.replace("~", " ")
+    s = re.sub(r"\\(?:left|right)\s*\.", "", s)  # invisible delimiters
+    s = re.sub(r"\\(?:left|right|middle|[bB]igg?[lrm]?)(?![A-Za-z])", "", s)
+    s = s.replace(r"\lbrace", r"\{").replace(r"\rbrace", r"\}").replace(r"\lbrack", "[").replace(r"\rbrack", "]")
+    s = re.sub(r"\\langle(?![A-Za-z])", "(", s)
+    s = re.sub(r"\\rangle(?![A-Za-z])", ")", s)
+    s = re.sub(r"\\[dtc]frac(?![A-Za-z])", r"\\frac", s)
+    s = re.sub(r"\\[dt]binom(?![A-Za-z])", r"\\binom", s)
+    s = _TEXT_CMD_RE.sub(r"\\text{", s)
+    # Degrees, percent and currency carry no value for grading.
+    s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ(?![A-Za-z])|\\degree(?![A-Za-z])", "", s)
+    s = re.sub(r"\\text\{\s*(?:degrees?|percent|%)\s*\}", "", s)
+    s = s.replace(r"\%", "").replace("%", "").replace(r"\$", "").replace("$", "")
+    s = re.sub(r"\\text\s*\{\s*(?:and|or)\s*\}", ",", s)
+    s = re.sub(r"\\(?:dots|ldots|cdots)(?![A-Za-z])", "", s)
+    # Trailing units: "5 \text{ cm}^2", "864 inches". Only after a digit or a closing brace, so a text answer
+    # ("\text{Evelyn}") or a variable ("x \text{ m}") keeps its words.
+    for _ in range(3):
+        m = _UNIT_TEXT_RE.match(s)
+        if m and re.search(r"[\d}]\s*$", m.group("val")):
+            s = m.group("val")
+            continue
+        m = _UNIT_PLAIN_RE.match(s)
+        # Bare unit words only after a plain numeric value: in "2n + 3 m" the m may be a variable.
+        if m and not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", m.group("val"))):
+            s = m.group("val")
+            continue
+        break
+    s = _unwrap_cmd(s, re.compile(r"\\text\s*\{"))
+    s = re.sub(r"(?<=[\w})\]])\s+(?:and|or)\s+(?=[-+\w\\(\[{])", ", ", s)
+    s = _fix_fracs_sqrt(s)
+    s = re.sub(r"\s+", " ", s).strip()
+    s = re.sub(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is\s*)?[:=]?\s*", "", s, flags=re.I)
+    s = re.sub(r"[\s.;,]+$", "", s)  # sentence punctuation after the answer
+    # "1 000 000" written with plain spaces
+    if re.fullmatch(r"[+-]?\d{1,3}(?: \d{3})+(?:\.\d+)?", s):
+        s = s.replace(" ", "")
+    return s
+
+
+def _canon(s: str) -> str:
+    return re.sub(r"\s+", "", s)
+
+
+# ============================================================================================================
+# 3. Structure
+# ============================================================================================================
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+def _split_top(s: str, sep: str | re.Pattern[str]) -> list[str]:
+    """Split at `sep` occurring outside any (), [], {} (mismatched pairs like "(1,2]" still nest correctly)."""
+    pat = sep if isinstance(sep, re.Pattern) else re.compile(re.escape(sep))
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(s):
+        ch = s[i]
+        if ch == "\\" and i + 1 < len(s) and s[i + 1] == "\\":
+            if depth == 0 and pat.match(s, i):
+                parts.append(s[start:i])
+                m = pat.match(s, i)
+                i = start = m.end()
+                continue
+            i += 2
+            continue
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+        elif depth == 0:
+            m = pat.match(s, i)
+            if m and m.end() > i:
+                parts.append(s[start:i])
+                i = start = m.end()
+                continue
+        i += 1
+    parts.append(s[start:])
+    return [p.strip() for p in parts]
+
+
+def _encloses(s: str) -> bool:
+    """True if the bracket at s[0] is closed by the bracket at s[-1] (depth stays positive in between)."""
+    depth = 0
+    for i, ch in enumerate(s):
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+            if depth == 0:
+                return i == len(s) - 1
+    return False
+
+
+_CUP_RE = re.compile(r"\\cup(?![A-Za-z])")
+_APPROX_RE = re.compile(r"\\approx(?![A-Za-z])")
+_LIST_SEP_RE = re.compile(r"[,;]")
+_EQ_RE = re.compile(r"(?<![<>!=\\])=(?!=)")
+_REL_RE = re.compile(r"<|>|\\(?:le|ge|leq|geq|lt|gt|leqslant|geqslant|neq|ne)(?![A-Za-z])")
+_PM_RE = re.compile(r"\\(?:pm|mp)(?![A-Za-z])")
+_IN_PREFIX_RE = re.compile(r"^(?:[A-Za-z](?:_\{?\w+\}?)?|\\[A-Za-z]+)\s*\\in(?![A-Za-z])\s*(.+)$", re.S)
+_MATRIX_RE = re.compile(r"^\\begin\{([pbvBV]?matrix|array|smallmatrix)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.S)
+_THOUSANDS_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_BASE_RE = re.compile(r"([0-9A-Za-z]+)_\{?(\d{1,2})\}?")
+
+
+def _flatten_pm(nodes: list) -> list:
+    out = []
+    for n in nodes:
+        out.extend(n[1] if n[0] == "pm" else [n])
+    return out
+
+
+def _parse(s: str) -> tuple:
+    """Structure of a normalized answer. Nodes are tuples whose first item names the kind."""
+    s = s.strip()
+    m = _IN_PREFIX_RE.match(s)
+    if m:
+        s = m.group(1).strip()
+    if len(s) > 1 and s[0] == "(" and _encloses(s) and not _split_top(s[1:-1], _LIST_SEP_RE)[1:]:
+        return _parse(s[1:-1])  # redundant outer parentheses
+    parts = _split_top(s, _APPROX_RE)
+    if len(parts) > 1:
+        if not parts[0]:  # "\approx 3.14"
+            return _parse(" ".join(parts[1:]))
+        return ("approx", [_parse(p) for p in parts if p])
+    parts = _split_top(s, _CUP_RE)
+    if len(parts) > 1 and all(parts):
+        return ("union", [_parse(p) for p in parts])
+    if _THOUSANDS_RE.fullmatch(s):
+        return ("leaf", s.replace(",", ""))
+    items = [p for p in _split_top(s, _LIST_SEP_RE) if p]
+    if len(items) > 1:
+        return ("list", _flatten_pm([_parse(p) for p in items]))
+    if s.startswith("\\{") and s.endswith("\\}") and _encloses(s[1:]):
+        inner = [p for p in _split_top(s[2:-2], _LIST_SEP_RE) if p]
+        return ("set", _flatten_pm([_parse(p) for p in inner]))
+    if len(s) > 1 and s[0] in "([" and s[-1] in ")]" and _encloses(s):
+        inner = _split_top(s[1:-1], _LIST_SEP_RE)
+        if len(inner) > 1:
+            return ("brk", s[0], s[-1], [_parse(p) for p in inner])
+        return _parse(s[1:-1]) if s[0] == "[" and s[-1] == "]" else ("leaf", s)
+    m = _MATRIX_RE.match(s)
+    if m:
+        rows = [r for r in _split_top(m.group(2), re.compile(r"\\\\")) if r.strip()]
+        return ("mat", [[_parse(c) for c in _split_top(r, "&")] for r in rows])
+    eq_parts = _split_top(s, _EQ_RE)
+    if len(eq_parts) > 1 and all(eq_parts):
+        return ("eq", eq_parts)
+    if _REL_RE.search(s):
+        return ("rel", s)
+    if _PM_RE.search(s):
+        plus = _PM_RE.sub(lambda mm: "+" if mm.group(0) == r"\pm" else "-", s)
+        minus = _PM_RE.sub(lambda mm: "-" if mm.group(0) == r"\pm" else "+", s)
+        return ("pm", [_parse(plus), _parse(minus)])
+    m = _BASE_RE.fullmatch(s)
+    if m and re.match(r"\d", m.group(1)) and 2 <= int(m.group(2)) <= 36:
+        try:
+            int(m.group(1), int(m.group(2)))
+            return ("base", m.group(1).upper().lstrip("0") or "0", int(m.group(2)))
+        except ValueError:
+            pass
+    return ("leaf", s)
+
+
+def _parse_pred_alternatives(s: str) -> list[tuple]:
+    """Readings of a prediction: "1,234" may be a number with a separator or the list 1, 234; both are tried."""
+    node = _parse(s)
+    if _THOUSANDS_RE.fullmatch(s.strip()):
+        return [node, ("list", [_parse(p) for p in s.split(",")])]
+    return [node]
+
+
+_MCQ_RE = re.compile(r"\(?\s*([A-E])\s*\)?")
+
+
+def _mcq_letter(gold_norm: str) -> str | None:
+    m = _MCQ_RE.fullmatch(gold_norm)
+    return m.group(1) if m else None
+
+
+def _pred_mcq_letter(p: str) -> str | None:
+    p = re.sub(r"^(?:option|choice|answer)\s*:?\s*", "", p.strip(), flags=re.I)
+    m = re.fullmatch(r"\(?\s*([A-Ea-e])\s*\)?", p)
+    if m:
+        return m.group(1).upper()
+    m = re.match(r"\(\s*([A-Ea-e])\s*\)\s*(.*)$", p, re.S)  # "(B) 12": the letter, then the option's text
+    if m and not re.search(r"\(\s*[A-Ea-e]\s*\)", m.group(2)):
+        return m.group(1).upper()
+    return None
+
+
+_TEXT_GOLD_RE = re.compile(r"\\(?:text|textbf|textrm|textit|mathrm|mbox|textnormal)\s*\{\s*([A-Za-z][A-Za-z '\-]*)\}")
+
+
+def _text_answer(raw: str) -> str | None:
+    r"""Lower-cased words if `raw` is a pure text answer such as ``\text{Evelyn}``, else None."""
+    m = _TEXT_GOLD_RE.fullmatch(raw.strip().strip("$").strip())
+    if not m or sum(ch.isalpha() for ch in m.group(1)) < 2:
+        return None
+    return re.sub(r"\s+", " ", m.group(1)).strip().lower()
+
+
+def _plain_text(raw: str) -> str:
+    s = _unwrap_cmd(raw.strip(), _BOXED_CMD_RE)
+    s = _unwrap_cmd(_TEXT_CMD_RE.sub(r"\\text{", s), re.compile(r"\\text\s*\{"))
+    s = s.replace("$", "").replace("\\ ", " ")
+    s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip().lower()
+    return re.sub(r"^the\s+", "", s)
+
+
+# ============================================================================================================
+# 4. Values and comparison (worker side; sympy is imported lazily so that importing this module stays fast)
+# ============================================================================================================
+class _Ctx:
+    """Per-comparison notes: whether some gold piece could not be parsed (then a mismatch is an 'error')."""
+
+    def __init__(self) -> None:
+        self.gold_unparsed: str | None = None
+
+
+@dataclass(frozen=True)
+class _Num:
+    value: Fraction
+    decimal: bool  # written with a decimal point (or scientific notation with one)
+    places: int  # decimal places of the written value
+    sig: int  # significant digits written
+
+
+_INT_RE = re.compile(r"([+-]?)(\d+)")
+_DEC_RE = re.compile(r"([+-]?)(\d*)\.(\d+)")
+_FRAC_RE = re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}")
+_SLASH_RE = re.compile(r"([+-]?\d+)\s*/\s*([+-]?\d+)")
+_MIXED_RE = re.compile(r"([+-]?)(\d+)\s*\\frac\{(\d+)\}\{(\d+)\}")
+_SCI_RE = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*(?:\\times|\\cdot|\*|x)\s*10\s*\^\s*\{?\s*([+-]?\d+)\s*\}?")
+_ENOT_RE = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d+)")
+
+
+def _sign(s: str) -> int:
+    return -1 if s == "-" else 1
+
+
+def _decimal_num(sign: str, mantissa: str, exp: int = 0) -> _Num:
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0") or "0"
+    value = Fraction(int(whole or "0") * 10 ** len(frac) + int(frac or "0"), 10 ** len(frac)) * Fraction(10) ** exp
+    return _Num(_sign(sign) * value, True, max(len(frac) - exp, 0), len(digits))
+
+
+def _to_number(s: str) -> _Num | None:
+    """Exact value of a plain number (int, decimal, a/b, \\frac{a}{b}, mixed number, scientific), else None."""
+    s = s.replace(" ", "")
+    s = re.sub(r"^\+", "", s)
+    if re.fullmatch(r"-?\{.*\}", s) and _encloses(s.lstrip("-")):
+        s = s.replace("{", "", 1)[:-1] if s.startswith("{") else "-" + s[2:-1]
+    try:
+        if m := _INT_RE.fullmatch(s):
+            return _Num(Fraction(_sign(m.group(1)) * int(m.group(2))), False, 0, len(m.group(2).lstrip("0") or "0"))
+        if m := _DEC_RE.fullmatch(s):
+            return _decimal_num(m.group(1), f"{m.group(2)}.{m.group(3)}")
+        if m := _FRAC_RE.fullmatch(s):
+            den = int(m.group(3))
+            return None if den == 0 else _Num(_sign(m.group(1)) * Fraction(int(m.group(2)), den), False, 0, 0)
+        if m := _SLASH_RE.fullmatch(s):
+            den = int(m.group(2))
+            return None if den == 0 else _Num(Fraction(int(m.group(1)), den), False, 0, 0)
+        if m := _MIXED_RE.fullmatch(s):
+            whole, num, den = int(m.group(2)), int(m.group(3)), int(m.group(4))
+            if 0 < num < den:  # "1\frac{4}{5}" is 1 4/5; "2\frac{6}{3}" is not a mixed number
+                return _Num(_sign(m.group(1)) * (whole + Fraction(num, den)), False, 0, 0)
+            return None
+        if (m := _SCI_RE.fullmatch(s)) or (m := _ENOT_RE.fullmatch(s)):
+            exp = int(m.group(3))
+            if abs(exp) > 400:  # leave absurd exponents to sympy (and to the timeout)
+                return None
+            mant = m.group(2)
+            if "." not in mant:
+                mant += "."
+            return _decimal_num(m.group(1), mant, exp)
+    except ValueError:  # e.g. more digits than int() accepts
+        return None
+    return None
+
+
+def _literal_matches(lit: _Num, v: Fraction) -> bool:
+    """A decimal literal matches an exact value if equal, or (>= 6 significant digits) rounded/truncated from it."""
+    if lit.value == v:
+        return True
+    if lit.sig < 6:
+        return False
+    unit = Fraction(1, 10 ** lit.places)
+    if abs(v - lit.value) <= unit / 2:
+        return True
+    trunc = Fraction(int(v / unit)) * unit  # int() truncates toward zero
+    return trunc == lit.value
+
+
+def _num_eq(g: _Num, p: _Num) -> bool:
+    if g.value == p.value:
+        return True
+    if g.decimal and p.decimal:
+        coarse, fine = (g, p) if g.places <= p.places else (p, g)
+        return _literal_matches(coarse, fine.value)
+    if g.decimal:
+        return _literal_matches(g, p.value)
+    if p.decimal:
+        return _literal_matches(p, g.value)
+    return False
+
+
+_SYMPY = None
+
+
+def _sympy_mod():
+    """Import sympy and the latex parser on first use (the worker pays this once)."""
+    global _SYMPY
+    if _SYMPY is None:
+        import mpmath
+        import sympy
+        from latex2sympy2_extended.latex2sympy2 import ConversionConfig, NormalizationConfig, latex2sympy
+        norm = NormalizationConfig(basic_latex=True, units=False, malformed_operators=True, nits=False,
+                                   boxed="none", equations=False)
+        conv = ConversionConfig(interpret_as_mixed_fractions=False, interpret_simple_eq_as_assignment=False,
+                                interpret_contains_as_eq=True, lowercase_symbols=True)
+        _SYMPY = (sympy, mpmath, latex2sympy, norm, conv)
+    return _SYMPY
+
+
+_SYM_CACHE: dict[str, object] = {}
+_UNPARSED = object()
+
+
+def _to_sympy(s: str):
+    """sympy object for a normalized leaf, or None if it does not parse as a whole."""
+    if s in _SYM_CACHE:
+        v = _SYM_CACHE[s]
+        return None if v is _UNPARSED else v
+    result = _UNPARSED
+    # "4 5" would parse as 9 (juxtaposed numbers); two numbers side by side are not one value.
+    if not re.search(r"\d\s+\.?\d", s):
+        sympy, _, latex2sympy, norm, conv = _sympy_mod()
+        try:
+            expr = latex2sympy(s, is_real=None, convert_degrees=False, normalization_config=norm,
+                               conversion_config=conv)
+            if isinstance(expr, sympy.Basic) or hasattr(expr, "shape"):
+                result = _post_sympy(expr)
+        except Exception:  # the parser raises plain Exception on bad input
+            result = _mv_parse(s)
+    if len(_SYM_CACHE) > 4096:
+        _SYM_CACHE.clear()
+    _SYM_CACHE[s] = result
+    return None if result is _UNPARSED else result
+
+
+def _post_sympy(expr):
+    """Decimal literals as exact rationals; the symbol i as the imaginary unit."""
+    sympy = _sympy_mod()[0]
+    try:
+        floats = expr.atoms(sympy.Float)
+        if floats:
+            expr = expr.xreplace({f: sympy.Rational(str(f)) for f in floats})
+        i_syms = [s for s in expr.free_symbols if s.name == "i"]
+        if i_syms:
+            expr = expr.xreplace({i_syms[0]: sympy.I})
+    except Exception:
+        pass
+    return expr
+
+
+def _mv_parse(s: str):
+    """Fallback parser: Math-Verify on the whole string as one box (its extra normalizations), or _UNPARSED."""
+    try:
+        from math_verify import parse
+        from math_verify.parser import LatexExtractionConfig
+        from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
+        cfg = LatexExtractionConfig(try_extract_without_anchor=False, boxed_match_priority=0,
+                                    normalization_config=NormalizationConfig(basic_latex=True, units=True,
+                                                                             malformed_operators=False, nits=False,
+                                                                             boxed="all", equations=False))
+        res = parse("\\boxed{" + s + "}", extraction_config=[cfg], fallback_mode="no_fallback",
+                    parsing_timeout=None)
+        sympy = _sympy_mod()[0]
+        if res and isinstance(res[0], sympy.Basic):
+            return _post_sympy(res[0])
+    except Exception:
+        pass
+    return _UNPARSED
+
+
+def _mpc(expr, prec: int = 60):
+    """expr evaluated to `prec` digits as an mpmath complex, or None if it is not a finite number."""
+    sympy, mpmath, *_ = _sympy_mod()
+    try:
+        if getattr(expr, "free_symbols", None) or not isinstance(expr, sympy.Expr):
+            return None
+        v = sympy.N(expr, prec)
+        re_, im_ = v.as_real_imag()
+        if not (re_.is_Number and im_.is_Number) or not (re_.is_finite and im_.is_finite):
+            return None
+        with mpmath.workprec(int(prec * 3.4) + 20):
+            return mpmath.mpc(mpmath.mpf(sympy.Float(re_, prec)), mpmath.mpf(sympy.Float(im_, prec)))
+    except Exception:
+        return None
+
+
+def _close(a, b, rel: float) -> bool:
+    mpmath = _sympy_mod()[1]
+    with mpmath.workprec(240):
+        scale = max(abs(a), abs(b))
+        return bool(abs(a - b) <= rel * scale)
+
+
+def _as_fraction(v) -> Fraction | None:
+    """Exact Fraction of a real mpmath value (its binary expansion, ~60 digits)."""
+    mpmath = _sympy_mod()[1]
+    if v is None or v.imag != 0:
+        return None
+    man, exp = mpmath.mpf(v.real).man_exp
+    return Fraction(int(man)) * Fraction(2) ** int(exp)
+
+
+# Fixed "random" evaluation points: distinct per symbol, away from 0 and 1, irrational-looking rationals.
+_POINTS = [(1.37, 2.11, 0.59, 1.73, 2.89, 0.83), (0.71, 1.53, 2.47, 0.93, 1.19, 2.31),
+           (2.23, 0.67, 1.29, 2.71, 0.77, 1.61), (1.91, 2.57, 0.87, 1.43, 2.03, 0.53)]
+
+
+def _point_values(expr_a, expr_b):
+    """Values of both expressions at the fixed points (same substitution for both): list of (a, b) or None."""
+    sympy = _sympy_mod()[0]
+    syms = sorted(expr_a.free_symbols | expr_b.free_symbols, key=lambda x: x.name)
+    out = []
+    for point in _POINTS:
+        sub = {sym: sympy.Rational(str(point[j % len(point)])) + j // len(point) for j, sym in enumerate(syms)}
+        try:
+            out.append((_mpc(expr_a.xreplace(sub)), _mpc(expr_b.xreplace(sub))))
+        except Exception:
+            out.append((None, None))
+    return out
+
+
+def _symbols(expr) -> set[str]:
+    return {s.name for s in getattr(expr, "free_symbols", set())}
+
+
+def _expr_eq(G, P) -> bool:
+    """Value equality of two parsed expressions (gold first)."""
+    sympy = _sympy_mod()[0]
+    try:
+        if G == P:
+            return True
+    except Exception:
+        pass
+    is_g_mat, is_p_mat = hasattr(G, "shape"), hasattr(P, "shape")
+    if is_g_mat or is_p_mat:
+        if not (is_g_mat and is_p_mat) or G.shape != P.shape:
+            return False
+        return all(_expr_eq(a, b) for a, b in zip(G, P))
+    if not (isinstance(G, sympy.Expr) and isinstance(P, sympy.Expr)):
+        return _mv_verify(G, P)
+    if G.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan) or P.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
+        return False  # structural equality was checked above; infinities are not compared numerically
+    if _symbols(G) != _symbols(P):
+        return False
+    if not G.free_symbols:
+        a, b = _mpc(G), _mpc(P)
+        if a is not None and b is not None:
+            return _close(a, b, 1e-40)
+        return _mv_verify(G, P)
+    pts = [(a, b) for a, b in _point_values(G, P) if a is not None and b is not None]
+    if len(pts) >= 2:
+        return all(_close(a, b, 1e-30) for a, b in pts)
+    return _mv_verify(G, P)
+
+
+def _mv_verify(G, P, allow_set_relation_comp: bool = False) -> bool:
+    """Math-Verify's comparison, gold first, its own timeout disabled (the worker's caller enforces ours)."""
+    try:
+        from math_verify import verify
+        return bool(verify(G, P, timeout_seconds=None, allow_set_relation_comp=allow_set_relation_comp))
+    except Exception:
+        return False
+
+
+def _leaf_eq(g: str, p: str, ctx: _Ctx) -> bool:
+    if _canon(g) == _canon(p):
+        return True
+    gn, pn = _to_number(g), _to_number(p)
+    if gn is not None and pn is not None:
+        return _num_eq(gn, pn)
+    G = _to_sympy(g)
+    if G is None:
+        ctx.gold_unparsed = g
+        return False
+    P = _to_sympy(p)
+    if P is None:
+        return False
+    # One side a decimal literal, the other an exact constant such as \sqrt{2}: the literal rule applies.
+    for lit, other in ((gn, P), (pn, G)):
+        if lit is not None and lit.decimal and not getattr(other, "free_symbols", True):
+            a, b = _mpc(other), _mpc(G if other is P else P)
+            if a is not None and b is not None and _close(a, b, 1e-40):
+                return True  # exactly the literal's value, e.g. "0.2" against \sqrt{0.04}
+            v = _as_fraction(a)
+            return v is not None and _literal_matches(lit, v)
+    return _expr_eq(G, P)
+
+
+def _is_var_lhs(s: str) -> bool:
+    """A variable-like left-hand side: x, y_1, \\theta, f(x), AB."""
+    s = _canon(s)
+    return bool(re.fullmatch(r"(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?'*|[A-Za-z]+\([^()]*\)|[A-Z]{2,3}", s))
+
+
+def _is_symbolic_lhs(s: str) -> bool:
+    """An lhs that names a quantity (x, a+b, f(2), \\angle ABC), i.e. has no digits outside subscripts/arguments."""
+    t = re.sub(r"_\{?\w+\}?", "", _canon(s))
+    t = re.sub(r"^[A-Za-z]+\([^()]*\)$", "f", t)
+    return bool(t) and not re.search(r"\d", t) and bool(re.search(r"[A-Za-z]", t))
+
+
+def _multiset_eq(gs: list, ps: list, ctx: _Ctx) -> bool:
+    """Unordered equality: a perfect matching between gold and predicted items (Kuhn's algorithm)."""
+    if len(gs) != len(ps):
+        return False
+    cache: dict[tuple[int, int], bool] = {}
+
+    def eq(i: int, j: int) -> bool:
+        if (i, j) not in cache:
+            cache[(i, j)] = _eq(gs[i], ps[j], ctx)
+        return cache[(i, j)]
+
+    match_of_p: dict[int, int] = {}
+
+    def augment(i: int, seen: set[int]) -> bool:
+        for j in range(len(ps)):
+            if j not in seen and eq(i, j):
+                seen.add(j)
+                if j not in match_of_p or augment(match_of_p[j], seen):
+                    match_of_p[j] = i
+                    return True
+        return False
+
+    return all(augment(i, set()) for i in range(len(gs)))
+
+
+def _ordered_eq(gs: list, ps: list, ctx: _Ctx) -> bool:
+    return len(gs) == len(ps) and all(_eq(a, b, ctx) for a, b in zip(gs, ps))
+
+
+def _equation_equiv(g_parts: list[str], p_parts: list[str]) -> bool:
+    """Two equations are the same if lhs-rhs of one is a nonzero constant multiple of the other's."""
+    G = [_to_sympy(x) for x in (g_parts[0], g_parts[-1])]
+    P = [_to_sympy(x) for x in (p_parts[0], p_parts[-1])]
+    sympy = _sympy_mod()[0]
+    if any(x is None or not isinstance(x, sympy.Expr) for x in G + P):
+        return False
+    dg, dp = G[0] - G[1], P[0] - P[1]
+    if _symbols(dg) != _symbols(dp) or not dg.free_symbols:
+        return False
+    mpmath = _sympy_mod()[1]
+    ratios = []
+    with mpmath.workprec(240):
+        tiny = mpmath.mpf(10) ** -40
+        for a, b in _point_values(dg, dp):
+            if a is None or b is None:
+                continue
+            if abs(a) < tiny or abs(b) < tiny:
+                if abs(a) < tiny and abs(b) < tiny:
+                    continue  # both vanish at this point: no information
+                return False
+            ratios.append(a / b)
+    return len(ratios) >= 2 and all(_close(r, ratios[0], 1e-25) for r in ratios)
+
+
+def _eq_node(node: tuple) -> list[str] | None:
+    return node[1] if node[0] == "eq" else None
+
+
+def _equation_eq(g: tuple, p: tuple, ctx: _Ctx) -> bool:
+    ge, pe = _eq_node(g), _eq_node(p)
+    if ge and pe:
+        if _is_var_lhs(ge[0]) and _canon(ge[0]) == _canon(pe[0]):
+            if _eq(_parse(ge[-1]), _parse(pe[-1]), ctx):
+                return True
+        return _equation_equiv(ge, pe)
+    if ge:  # gold "x = 5", prediction "5"
+        return _is_var_lhs(ge[0]) and len(ge) == 2 and _eq(_parse(ge[1]), p, ctx)
+    # gold "5", prediction "x = 5" or "a+b = 2+3 = 5": the value is the last right-hand side
+    return _is_symbolic_lhs(pe[0]) and _eq(g, _parse(pe[-1]), ctx)
+
+
+def _node_to_set(node: tuple):
+    """sympy Set for interval-like / relation nodes (used when an inequality is compared), or None."""
+    sympy = _sympy_mod()[0]
+    kind = node[0]
+    if kind == "brk" and len(node[3]) == 2 and all(n[0] == "leaf" for n in node[3]):
+        a, b = (_to_sympy(n[1]) for n in node[3])
+        if a is None or b is None:
+            return None
+        return sympy.Interval(a, b, left_open=node[1] == "(", right_open=node[2] == ")")
+    if kind == "union":
+        sets = [_node_to_set(n) for n in node[1]]
+        return None if any(s is None for s in sets) else sympy.Union(*sets)
+    if kind == "rel":
+        expr = _to_sympy(node[1])
+        if expr is None or len(getattr(expr, "free_symbols", ())) != 1:
+            return None
+        try:
+            return expr.as_set()
+        except Exception:
+            return None
+    if kind == "list" and all(n[0] == "rel" for n in node[1]):  # "x < 1 or x > 2"
+        sets = [_node_to_set(n) for n in node[1]]
+        return None if any(s is None for s in sets) else sympy.Union(*sets)
+    if kind == "leaf":
+        v = _to_sympy(node[1])
+        return v if isinstance(v, sympy.Set) else None
+    return None
+
+
+def _set_eq(g: tuple, p: tuple) -> bool:
+    A, B = _node_to_set(g), _node_to_set(p)
+    if A is not None and B is not None:
+        try:
+            if A == B:
+                return True
+            return bool(A.symmetric_difference(B).is_empty)
+        except Exception:
+            return False
+    if g[0] == "rel" and p[0] == "rel":
+        G, P = _to_sympy(g[1]), _to_sympy(p[1])
+        return G is not None and P is not None and _mv_verify(G, P)
+    return False
+
+
+_COLLECTIONS = ("list", "set")
+
+
+def _eq(g: tuple, p: tuple, ctx: _Ctx) -> bool:
+    """Structural equality, gold first."""
+    gk, pk = g[0], p[0]
+    if gk == "approx":  # a gold "a \approx b" means a
+        return _eq(g[1][0], p, ctx)
+    if pk == "approx":
+        # "1/3 \approx 0.333": the exact part is the answer; the rounded part counts only for a decimal gold
+        if _eq(g, p[1][0], ctx):
+            return True
+        gold_num = _to_number(g[1]) if gk == "leaf" else None
+        return gold_num is not None and gold_num.decimal and any(_eq(g, q, ctx) for q in p[1][1:])
+    if gk == "pm":
+        g = ("list", g[1])
+        gk = "list"
+    if pk == "pm":
+        p = ("list", p[1])
+        pk = "list"
+    if gk == "rel" or pk == "rel" or (gk == "list" and any(n[0] == "rel" for n in g[1])) or (
+            pk == "list" and any(n[0] == "rel" for n in p[1])):
+        return _set_eq(g, p)
+    if gk in _COLLECTIONS and pk in _COLLECTIONS:
+        return _multiset_eq(g[1], p[1], ctx)
+    if gk in _COLLECTIONS:
+        return len(g[1]) == 1 and _eq(g[1][0], p, ctx)
+    if pk in _COLLECTIONS:
+        if len(p[1]) == 1:
+            return _eq(g, p[1][0], ctx)
+        if gk == "brk" and g[1:3] == ("(", ")"):  # "(1, 2)" answered as "1, 2": read as the same ordered pair
+            return _ordered_eq(g[3], p[1], ctx)
+        if gk == "eq" and _is_var_lhs(g[1][0]) and len(g[1]) == 2:  # gold "x = 1, 2"? compare its rhs
+            return _eq(_parse(g[1][1]), p, ctx)
+        return False
+    if gk == "eq" or pk == "eq":
+        return _equation_eq(g, p, ctx)
+    if gk == "brk" and pk == "brk":
+        return g[1:3] == p[1:3] and _ordered_eq(g[3], p[3], ctx)
+    if gk == "union" and pk == "union":
+        return _multiset_eq(g[1], p[1], ctx)
+    if gk == "mat":
+        if pk == "mat":
+            return len(g[1]) == len(p[1]) and all(_ordered_eq(a, b, ctx) for a, b in zip(g[1], p[1]))
+        # a column or row vector written as a tuple
+        flat = [c for row in g[1] for c in row]
+        vector = len(g[1]) == 1 or all(len(row) == 1 for row in g[1])
+        return vector and pk == "brk" and p[1:3] == ("(", ")") and _ordered_eq(flat, p[3], ctx)
+    if gk == "base" or pk == "base":
+        if gk == "base" and pk == "base":
+            return g[1:] == p[1:]
+        if gk == "base":  # "52_8" answered as "52": the digits are the answer
+            return p[0] == "leaf" and _canon(p[1]).lstrip("0") == g[1].lstrip("0") and bool(
+                re.fullmatch(r"[0-9A-Za-z]+", _canon(p[1])))
+        num = _to_number(g[1]) if gk == "leaf" else None  # gold "42", prediction "52_8": same value
+        return num is not None and num.value == int(p[1], p[2])
+    if gk == "leaf" and pk == "leaf":
+        return _leaf_eq(g[1], p[1], ctx)
+    if {gk, pk} <= {"brk", "union", "leaf"} and "leaf" not in (gk, pk):
+        return _set_eq(g, p)  # an interval against a union, e.g. [0,1) \cup [1,2) vs [0,2)
+    return False
+
+
+def _judge(pred: str, gold: str) -> tuple[bool, str, str]:
+    """(correct, status, reason) for an extracted answer against a gold answer. Runs in the worker."""
+    gold_text = _text_answer(gold)
+    if gold_text is not None and _mcq_letter(gold_text.upper()) is None:
+        ok = _plain_text(pred) == gold_text
+        return ok, "correct" if ok else "wrong_answer", f"text answer {'matches' if ok else 'differs'}"
+    gn, pn = _normalize(gold), _normalize(pred)
+    if not gn:
+        return False, "error", "gold answer is empty after normalization"
+    if not pn:
+        return False, "no_answer", "boxed answer is empty"
+    letter = _mcq_letter(gn)
+    if letter is not None:
+        ok = _pred_mcq_letter(pn) == letter
+        return ok, "correct" if ok else "wrong_answer", f"multiple choice ({letter})"
+    if _canon(gn) == _canon(pn):
+        return True, "correct", "identical after normalization"
+    ctx = _Ctx()
+    gnode = _parse(gn)
+    for pnode in _parse_pred_alternatives(pn):
+        if _eq(gnode, pnode, ctx):
+            return True, "correct", f"equivalent ({gnode[0]})"
+    if ctx.gold_unparsed is not None:
+        return False, "error", f"could not parse gold piece {ctx.gold_unparsed[:200]!r}"
+    return False, "wrong_answer", f"not equivalent ({gnode[0]} vs {_parse(pn)[0]})"
+
+
+# ============================================================================================================
+# 5. Worker process and pool
+# ============================================================================================================
+def _worker_main() -> None:
+    """Worker loop: one JSON request per stdin line, one JSON reply per line on the original stdout."""
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the protocol stream
+    import logging
+    for name in ("math_verify", "latex2sympy2_extended"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:  # a runaway expression should fail with MemoryError, not take the machine down
+        import resource
+        limit = 4 * 1024 ** 3
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft == resource.RLIM_INFINITY or soft > limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    _judge(r"\frac{1}{2}", "0.5")  # warm the imports and the parser before declaring readiness
+    _judge(r"x^2-1", r"(x-1)(x+1)")
+    proto.write("READY\n")
+    for line in sys.stdin:
+        try:
+            req = json.loads(line)
+            correct, status, reason = _judge(req["p"], req["g"])
+            reply = {"correct": bool(correct), "status": status, "reason": reason}
+        except Exception as e:  # noqa: BLE001 - any failure is one item's "error", the worker lives on
+            reply = {"correct": False, "status": "error", "reason": f"{type(e).__name__}: {str(e)[:300]}"}
+        proto.write(json.dumps(reply) + "\n")
+
+
+class _WorkerDied(RuntimeError):
+    pass
+
+
+_BOOTSTRAP = ("import importlib.util, sys\n"
+              "spec = importlib.util.spec_from_file_location('_posttrain_math_grader_worker', sys.argv[1])\n"
+              "mod = importlib.util.module_from_spec(spec)\n"
+              "sys.modules[spec.name] = mod\n"
+              "spec.loader.exec_module(mod)\n"
+              "mod._worker_main()\n")
+
+
+class _Worker:
+    """One grading subprocess. It loads this file directly (not the package), so it never imports torch."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", _BOOTSTRAP, os.path.abspath(__file__)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
+                                     close_fds=True, start_new_session=True)
+        self._buf = b""
+        try:
+            line = self._readline(time.monotonic() + _WORKER_START_TIMEOUT_S)
+        except _WorkerDied:
+            line = "<exited>"
+        if line != "READY":
+            self.kill()
+            raise _WorkerDied(f"grading worker did not start (got {line!r})")
+
+    def _readline(self, deadline: float) -> str | None:
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                return None
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise _WorkerDied("grading worker exited")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode()
+
+    def request(self, pred: str, gold: str, timeout_s: float) -> dict | None:
+        """The worker's reply, or None on timeout (the caller must then kill this worker)."""
+        try:
+            self.proc.stdin.write((json.dumps({"p": pred, "g": gold}) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as e:
+            raise _WorkerDied(f"grading worker pipe closed: {e}") from e
+        line = self._readline(time.monotonic() + timeout_s)
+        return None if line is None else json.loads(line)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class _Pool:
+    """Workers shared by all threads of this process; each request holds one worker exclusively."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._idle: list[_Worker] = []
+        self._count = 0
+        self._pid = os.getpid()
+        self.max_workers = max(2, os.cpu_count() or 1)
+
+    def _check_fork(self) -> None:
+        if os.getpid() != self._pid:  # a forked child must not share its parent's pipes
+            self._idle, self._count, self._pid = [], 0, os.getpid()
+
+    def acquire(self, want: int | None = None) -> _Worker:
+        with self._cond:
+            self._check_fork()
+            if want:
+                self.max_workers = max(self.max_workers, want)
+            while True:
+                if self._idle:
+                    return self._idle.pop()
+                if self._count < self.max_workers:
+                    self._count += 1
+                    break
+                self._cond.wait()
+        try:
+            return _Worker()
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            raise
+
+    def release(self, worker: _Worker, healthy: bool) -> None:
+        if healthy and worker.alive():
+            with self._cond:
+                self._idle.append(worker)
+                self._cond.notify()
+            return
+        worker.kill()
+        with self._cond:
+            self._count -= 1
+            self._cond.notify()
+        # Start the replacement now, so the next item does not pay the start-up inside its own wait.
+        threading.Thread(target=self._prespawn, daemon=True).start()
+
+    def _prespawn(self) -> None:
+        with self._cond:
+            if self._count >= self.max_workers or self._idle:
+                return
+            self._count += 1
+        try:
+            w = _Worker()
+        except BaseException:  # noqa: BLE001 - the next acquire will try again and report
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            return
+        with self._cond:
+            self._idle.append(w)
+            self._cond.notify()
+
+    def shutdown(self) -> None:
+        with self._cond:
+            if os.getpid() != self._pid:
+                return
+            idle, self._idle = self._idle, []
+            self._count -= len(idle)
+        for w in idle:
+            w.kill()
+
+
+_POOL = _Pool()
+atexit.register(_POOL.shutdown)
+
+
+def _grade_extracted(extracted: str, gold: str, timeout_s: float, want_workers: int | None = None) -> MathVerdict:
+    if len(extracted) > _MAX_ANSWER_CHARS or len(gold) > _MAX_ANSWER_CHARS:
+        return MathVerdict(False, "wrong_answer" if len(gold) <= _MAX_ANSWER_CHARS else "error", extracted,
+                           f"answer longer than {_MAX_ANSWER_CHARS} characters")
+    try:
+        worker = _POOL.acquire(want_workers)
+    except Exception as e:  # noqa: BLE001
+        return MathVerdict(False, "error", extracted, f"grading worker unavailable: {e}")
+    healthy = False
+    try:
+        reply = worker.request(extracted, gold, timeout_s)
+        if reply is None:
+            return MathVerdict(False, "timeout", extracted, f"comparison exceeded {timeout_s:g} s; worker killed")
+        healthy = True
+        return MathVerdict(bool(reply["correct"]), reply["status"], extracted, reply["reason"])
+    except _WorkerDied as e:
+        return MathVerdict(False, "error", extracted, f"grading worker crashed: {e}")
+    finally:
+        _POOL.release(worker, healthy)
+
+
+def _gold_text(gold: str) -> str:
+    gold = "" if gold is None else str(gold)
+    boxed = extract_boxed(gold) if _BOX_CMD_RE.search(gold) else None
+    return (boxed if boxed is not None else gold).strip()
+
+
+def grade_math_verdict(response: str, gold: str, timeout_s: float = 5.0) -> MathVerdict:
+    r"""Grade the last ``\boxed{}`` answer of `response` against `gold`; see the module docstring for the rules.
+
+    Safe from any thread or process; the comparison is killed after `timeout_s` seconds (status "timeout").
+    """
+    gold = _gold_text(gold)
+    extracted = extract_boxed(response or "")
+    if not gold:
+        return MathVerdict(False, "error", extracted, "gold answer is empty")
+    if extracted is None:
+        return MathVerdict(False, "no_answer", None, "no \\boxed{} answer in the response")
+    return _grade_extracted(extracted, gold, timeout_s)
+
+
+def grade_math(response: str, gold: str, timeout_s: float = 5.0) -> bool:
+    """True iff the response's last boxed answer is equivalent to `gold` (timeouts and errors count as False)."""
+    return grade_math_verdict(response, gold, timeout_s).correct
+
+
+def grade_math_batch(pairs: list[tuple[str, str]], timeout_s: float = 5.0, num_workers: int | None = None,
+                     progress: bool = False) -> list[MathVerdict]:
+    """Grade (response, gold) pairs in parallel worker processes; results keep the input order.
+
+    Each item keeps its own `timeout_s`. `num_workers` defaults to the number of CPU cores.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = list(pairs)
+    n_workers = max(1, num_workers or os.cpu_count() or 1)
+    results: list[MathVerdict | None] = [None] * len(pairs)
+    todo = []
+    for i, (response, gold) in enumerate(pairs):
+        g = _gold_text(gold)
+        extracted = extract_boxed(response or "")
+        if not g:
+            results[i] = MathVerdict(False, "error", extracted, "gold answer is empty")
+        elif extracted is None:
+            results[i] = MathVerdict(False, "no_answer", None, "no \\boxed{} answer in the response")
+        else:
+            todo.append((i, extracted, g))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(pairs), desc="grading math", initial=len(pairs) - len(todo))
+
+    def run(item: tuple[int, str, str]) -> None:
+        i, extracted, g = item
+        results[i] = _grade_extracted(extracted, g, timeout_s, want_workers=n_workers)
+        if bar is not None:
+            bar.update(1)
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(n_workers, len(todo))) as ex:
+            list(ex.map(run, todo))
+    if bar is not None:
+        bar.close()
+    return results  # type: ignore[return-value]

@@ -1,0 +1,151 @@
+"""Build the miniature's inputs under {run_dir}/setup/: task data, benchmarks, corpus, tokenizer, tiny Qwen2 config.
+
+    from posttrain.mini.setup import build_mini_setup
+    paths = build_mini_setup(study.setup, study.run_dir)
+
+Idempotent: a finished build leaves setup/setup.json with the params hash; the same params skip the work, other
+params rebuild from scratch. SFT rows use the SFT datasets' own prompts (posttrain.prompts), the same code path as
+the hub data; benchmark files use the local formats posttrain.benchmarks reads (mini_math*, mini_code).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from posttrain.mini.code_tasks import generate_code, lcb_row
+from posttrain.mini.corpus import build_corpus
+from posttrain.mini.math_tasks import generate_math
+from posttrain.params import MiniSetupParams, params_hash
+from posttrain.prompts import code_sft_messages, math_sft_messages
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# ChatML with {% generation %} around assistant turns (TRL's assistant_only_loss masks everything else).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+MATH_TRAIN_LEVELS, MATH_COMPETITION_LEVELS = (1, 2), (3,)
+
+
+def _source_digest() -> str:
+    # The generators are part of the params: editing them must rebuild the setup, not reuse stale files.
+    here = Path(__file__).parent
+    return hashlib.sha256(b"".join((here / f).read_bytes() for f in
+                                   ("math_tasks.py", "code_tasks.py", "corpus.py", "setup.py"))).hexdigest()[:16]
+
+
+def setup_paths(run_dir: str | Path) -> dict[str, Path]:
+    root = Path(run_dir) / "setup"
+    data = root / "data"
+    return {"setup_dir": root, "data_dir": data, "math_train": data / "math_train.jsonl",
+            "code_train": data / "code_train.jsonl", "corpus": data / "corpus.jsonl",
+            "mini_math": data / "mini_math_test.jsonl", "mini_math_competition": data / "mini_math_competition.jsonl",
+            "mini_code": data / "mini_code_test.jsonl", "tokenizer": root / "tokenizer",
+            "base_config": root / "base_config", "marker": root / "setup.json"}
+
+
+def _write_jsonl(path: Path, rows) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+            n += 1
+    return n
+
+
+def build_tasks(setup: MiniSetupParams) -> dict[str, list]:
+    """All generated problems. Test sets first; the training set excludes their texts (math) or tasks (code)."""
+    math_test = generate_math(setup.math_test, setup.seed, MATH_TRAIN_LEVELS)
+    math_comp = generate_math(setup.math_competition, setup.seed + 1, MATH_COMPETITION_LEVELS)
+    held_out = {p.problem for p in math_test + math_comp}
+    math_train = generate_math(setup.math_train, setup.seed + 2, MATH_TRAIN_LEVELS, exclude=held_out)
+    return {"math_train": math_train, "math_test": math_test, "math_competition": math_comp,
+            "code_train": generate_code(setup.code_train, setup.seed, "train"),
+            "code_test": generate_code(setup.code_test, setup.seed, "test")}
+
+
+def train_tokenizer(texts, vocab_size: int):
+    """Byte-level BPE with Qwen2's normalizer and pre-tokenizer (digits one by one), as a fast HF tokenizer.
+
+    The pipeline must equal Qwen2Tokenizer's: AutoTokenizer on a dir whose config says qwen2 rebuilds it that way.
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=True,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                 additional_special_tokens=["<|im_start|>"], model_max_length=1_000_000)
+    hf.chat_template = CHATML_TEMPLATE
+    return hf
+
+
+def tiny_qwen2_config(setup: MiniSetupParams, tokenizer):
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        vocab_size=max(setup.vocab_size, len(tokenizer)), hidden_size=setup.hidden_size,
+        num_hidden_layers=setup.num_hidden_layers, num_attention_heads=setup.num_attention_heads,
+        num_key_value_heads=setup.num_key_value_heads, intermediate_size=setup.intermediate_size,
+        max_position_embeddings=setup.max_position_embeddings, tie_word_embeddings=True,
+        bos_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+
+
+def build_mini_setup(setup: MiniSetupParams, run_dir: str | Path, force: bool = False) -> dict[str, str]:
+    """Write everything under {run_dir}/setup/ (skipped when setup.json carries the same params hash)."""
+    paths = setup_paths(run_dir)
+    digest = params_hash({"setup": setup.model_dump(mode="json"), "code": _source_digest()})
+    marker = paths["marker"]
+    if not force and marker.is_file() and json.loads(marker.read_text()).get("params_hash") == digest:
+        print(f"setup: skipped, {marker} has params hash {digest}")
+        return {k: str(v) for k, v in paths.items()}
+    if paths["setup_dir"].exists():
+        shutil.rmtree(paths["setup_dir"])
+
+    tasks = build_tasks(setup)
+    counts = {
+        "math_train": _write_jsonl(paths["math_train"], ({"messages": math_sft_messages(p.problem, p.solution)}
+                                                         for p in tasks["math_train"])),
+        "code_train": _write_jsonl(paths["code_train"], ({"messages": code_sft_messages(t.question, t.solution)}
+                                                         for t in tasks["code_train"])),
+        "mini_math": _write_jsonl(paths["mini_math"], (
+            {"unique_id": f"mini_math_{i:04d}", "problem": p.problem, "answer": p.answer, "subject": p.family,
+             "level": p.level} for i, p in enumerate(tasks["math_test"]))),
+        "mini_math_competition": _write_jsonl(paths["mini_math_competition"], (
+            {"unique_id": f"mini_math_competition_{i:04d}", "problem": p.problem, "answer": p.answer,
+             "subject": p.family, "level": p.level} for i, p in enumerate(tasks["math_competition"]))),
+        "mini_code": _write_jsonl(paths["mini_code"], (lcb_row(t, i) for i, t in enumerate(tasks["code_test"]))),
+    }
+    corpus = build_corpus(setup.corpus_max_chars, seed=setup.seed)
+    counts["corpus"] = _write_jsonl(paths["corpus"], ({"text": d} for d in corpus))
+
+    # The tokenizer sees the corpus and the tasks as the models will: SFT rows rendered through the chat template.
+    task_texts = [m["content"] for path in (paths["math_train"], paths["code_train"])
+                  for line in open(path) for m in json.loads(line)["messages"]]
+    tokenizer = train_tokenizer(corpus + task_texts, setup.vocab_size)
+    tokenizer.save_pretrained(paths["tokenizer"])
+    config = tiny_qwen2_config(setup, tokenizer)
+    config.save_pretrained(paths["base_config"])
+    tokenizer.save_pretrained(paths["base_config"])
+
+    marker.write_text(json.dumps({"params_hash": digest, "params": setup.model_dump(mode="json"),
+                                  "counts": counts, "corpus_chars": sum(map(len, corpus)),
+                                  "vocab_size": len(tokenizer)}, indent=2))
+    print(f"setup: wrote {paths['setup_dir']} ({counts})")
+    return {k: str(v) for k, v in paths.items()}

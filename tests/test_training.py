@@ -1,0 +1,123 @@
+"""posttrain.training: token-denominated schedule, launch commands, a learning run, and SIGKILL + resume.
+
+Run: PYTHONPATH=lib .venv/bin/python -m pytest tests/test_training.py -x -q   (CPU, tiny models, ~60 s)
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from posttrain.models import tiny_qwen2_config, train_chatml_tokenizer
+from posttrain.params import REPO_ROOT, ParamsError, TrainParams, load_train_params
+from posttrain.training import (complete_checkpoints, is_done, launch_command, read_loss_log, resolve_schedule,
+                                run_training)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    rng = random.Random(0)
+    rows = []
+    for _ in range(400):  # a learnable toy task: copy a short digit string, reversed
+        s = "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 6)))
+        rows.append({"messages": [{"role": "user", "content": f"reverse {s}"},
+                                  {"role": "assistant", "content": s[::-1]}]})
+    (d / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tok = train_chatml_tokenizer([r["messages"][0]["content"] for r in rows], vocab_size=300)
+    tok.save_pretrained(d / "base")
+    tiny_qwen2_config(len(tok), hidden_size=64, heads=2, kv_heads=1, intermediate=128, layers=2).save_pretrained(
+        d / "base")
+    return d
+
+
+def train_params(setup, out: str, **training) -> dict:
+    return {"name": out, "arm": "0%-Pre", "size": "mini", "domain": "math", "output_dir": str(setup / out),
+            "model": {"name_or_path": str(setup / "base"), "init": "scratch"},
+            "data": {"source": "messages_jsonl", "path": str(setup / "sft.jsonl")},
+            "training": {"stage": "sft", "max_length": 64, "tokens_per_step": 512, "per_device_batch_size": 2,
+                         "max_steps": 24, "warmup_steps": 2, "learning_rate": 3e-3, "save_steps": 4,
+                         "logging_steps": 1, "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
+                         **training}}
+
+
+def test_schedule_from_tokens():
+    p = TrainParams.model_validate({**train_params_stub(), "training": {
+        "stage": "sft", "max_length": 32768, "tokens_per_step": 2 * 1024 * 1024, "max_steps": None,
+        "token_budget": 10 * 10**9}})
+    s = resolve_schedule(p, num_processes=8)
+    assert s["gradient_accumulation_steps"] == 8 and s["tokens_per_step"] == 2 * 1024 * 1024
+    assert s["max_steps"] == 4769  # ceil(1e10 / 2^21)
+    assert resolve_schedule(p, num_processes=64)["gradient_accumulation_steps"] == 1
+    with pytest.raises(ValueError, match="training.tokens_per_step .* not a multiple"):
+        resolve_schedule(p, num_processes=3)
+
+
+def train_params_stub() -> dict:
+    return {"name": "x", "arm": "0%-Pre", "size": "1.5B", "domain": "math", "output_dir": "o",
+            "model": {"name_or_path": "Qwen/Qwen2.5-1.5B", "init": "scratch"}, "data": {"source": "messages_jsonl"}}
+
+
+def test_launch_commands(tmp_path):
+    local = TrainParams.model_validate({**train_params_stub(), "training": {"stage": "sft"}})
+    assert launch_command(local, "p.yaml") == [sys.executable, "-m", "posttrain.training", "--params", "p.yaml"]
+    multi = TrainParams.model_validate({**train_params_stub(), "training": {"stage": "sft"},
+                                        "launch": {"backend": "fsdp2", "num_machines": 4, "gpus_per_machine": 8}})
+    cmd = launch_command(multi, "p.yaml")
+    assert cmd[:4] == ["accelerate", "launch", "--config_file", str(REPO_ROOT / "configs/accelerate/fsdp2.yaml")]
+    assert cmd[cmd.index("--num_processes") + 1] == "32" and cmd[cmd.index("--machine_rank") + 1] == "${MACHINE_RANK}"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**train_params_stub(), "training": {"stage": "sft", "learning_rat": 1e-4}}))
+    with pytest.raises(ParamsError, match="training.learning_rat: unknown field"):
+        load_train_params(bad)
+
+
+def test_loss_falls_and_outputs_are_complete(setup):
+    params = TrainParams.model_validate(train_params(setup, "learn", max_steps=40, save_steps=20))
+    summary = run_training(params)
+    losses = [r["loss"] for r in read_loss_log(params.output_dir)]
+    assert len(losses) == 40 and sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
+    assert is_done(params) and summary["global_step"] == 40
+    assert [p.name for p in complete_checkpoints(params.output_dir)] == ["checkpoint-20", "checkpoint-40"]
+    stats = json.loads((setup / "learn" / "data_stats.json").read_text())
+    assert stats["examples_seen"] == 400 and stats["dropped_too_long"] == 0
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    ckpt = setup / "learn" / "checkpoint-40"
+    assert AutoTokenizer.from_pretrained(ckpt).eos_token == "<|im_end|>"
+    assert AutoModelForCausalLM.from_pretrained(ckpt).config.eos_token_id == AutoTokenizer.from_pretrained(
+        ckpt).eos_token_id
+    assert run_training(params) == summary  # finished with the same params hash: skipped
+
+
+def test_sigkill_and_resume_matches_uninterrupted_run(setup):
+    reference = TrainParams.model_validate(train_params(setup, "reference"))
+    run_training(reference)
+    expected = {r["step"]: r["loss"] for r in read_loss_log(reference.output_dir)}
+
+    params_path = setup / "killed.yaml"
+    params_path.write_text(yaml.safe_dump(train_params(setup, "killed")))
+    out = setup / "killed"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "lib")}
+    cmd = [sys.executable, "-m", "posttrain.training", "--params", str(params_path)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoint-8" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "training exited or stalled before checkpoint-8"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "done.json").exists(), "the run finished before the kill: the test proved nothing"
+    resumed_from = complete_checkpoints(out)[-1].name
+    assert int(resumed_from.split("-")[1]) < 24
+
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = read_loss_log(out)
+    assert [r["step"] for r in log] == list(range(1, 25))  # continuous, no duplicated steps
+    for r in log:
+        assert r["loss"] == pytest.approx(expected[r["step"]], rel=1e-3, abs=1e-4), r["step"]
+    assert json.loads((out / "done.json").read_text())["global_step"] == 24
