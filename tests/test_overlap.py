@@ -100,3 +100,17 @@ def test_lcb_windows_counts():
                              "difficulty": ["easy", "hard", "easy", "medium"]})
     table = lcb_windows(problems, {"v5": ("2024-08-01", "2025-02-01"), "v6": ("2024-08-01", "2025-05-01")})
     assert table.loc["v5", "total"] == 2 and table.loc["v6", "medium"] == 1 and table.loc["v5", "easy"] == 1
+
+
+def test_sft_rows_strip_prompt_boilerplate_and_skip():
+    from posttrain.overlap import sft_rows
+    from posttrain.prompts import code_sft_messages, math_sft_messages
+
+    rows = [{"messages": math_sft_messages("What is 2 + 3?", "5"), "skip": False},
+            {"messages": [], "skip": True},
+            {"messages": code_sft_messages("Reverse a string.", "print(input()[::-1])", "cpp"), "skip": False}]
+    out = list(sft_rows(rows))
+    assert [r["index"] for r in out] == [0, 2]
+    assert out[0]["problem"] == "What is 2 + 3?" and out[1]["problem"] == "Reverse a string."
+    with pytest.raises(ValueError, match="SFT row 0: no user turn"):
+        list(sft_rows([{"messages": [{"role": "assistant", "content": "x"}]}]))

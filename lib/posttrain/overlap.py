@@ -352,15 +352,33 @@ def study_sft_sources(study) -> dict[str, object]:
     return sources
 
 
+def _sft_prompt_prefixes() -> list[re.Pattern]:
+    """Regexes of the SFT datasets' prompt text before the problem slot (posttrain.prompts), to strip it."""
+    from posttrain.prompts import OCR_CODE_PROMPT, OMR_MATH_PROMPT
+
+    patterns = []
+    for template, slot in ((OMR_MATH_PROMPT, "{problem}"), (OCR_CODE_PROMPT, "{question}")):
+        prefix = template.split(slot)[0].replace("{{", "{").replace("}}", "}")
+        parts = re.split(r"\{[a-z_]+\}", prefix)  # {language}, {fence}: any text
+        patterns.append(re.compile(".*?".join(map(re.escape, parts)), re.S))
+    return patterns
+
+
 def sft_rows(dataset, limit: int | None = None):
-    """Stream rows of an SFT dataset with a `messages` column as {"index", "problem", "messages"} (problem = the
-    first user turn), skipping rows the loader marked `skip`."""
+    """Stream rows of an SFT dataset with a `messages` column as {"index", "problem", "messages"}, skipping rows
+    the loader marked `skip`. problem = the first user turn without the dataset's prompt boilerplate, which every
+    row shares and which would otherwise dominate neighbour similarities."""
+    prefixes = _sft_prompt_prefixes()
     for i, row in enumerate(itertools.islice(dataset, limit)):
         if row.get("skip"):
             continue
         user = next((m["content"] for m in row["messages"] if m["role"] == "user"), None)
         if user is None:
             raise ValueError(f"SFT row {i}: no user turn in messages")
+        for pattern in prefixes:
+            if found := pattern.match(user):
+                user = user[found.end():]
+                break
         yield {"index": i, "problem": user, "messages": row["messages"]}
 
 

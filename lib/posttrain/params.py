@@ -284,7 +284,8 @@ def _read_yaml(path: Path) -> dict:
         raise ParamsError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
+    # Top-level keys starting with "x-" hold YAML anchors for reuse (&name / *name); they are not params.
+    return {k: v for k, v in data.items() if not str(k).startswith("x-")}
 
 
 def load_train_params(path: str | Path, run_dir: str | None = None) -> TrainParams:

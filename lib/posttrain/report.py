@@ -192,7 +192,7 @@ def _describe(arm: str, size: str, model_domain: str) -> str:
 def _cell_table(final, spec: ReportSpec, columns: dict[str, list[str]], model_domain_of, arms) -> tuple:
     """Rows (size, arm), columns (column, metric): mean of `metric` over the column's benchmarks, NaN if any
     benchmark is missing. `model_domain_of(column_domain)` picks which SFT model fills a column."""
-    data, notes = {}, []
+    data, notes = {}, {}  # model description → benchmarks it lacks
     for size in spec.sizes:
         for arm in arms:
             row = {}
@@ -204,14 +204,14 @@ def _cell_table(final, spec: ReportSpec, columns: dict[str, list[str]], model_do
                 for metric in METRICS:
                     row[(col, metric)] = np.nan if absent else float(rows.loc[benches, metric].mean())
                 if absent:
-                    notes.append(f"{_describe(arm, size, model_domain)} on {', '.join(absent)}")
+                    notes.setdefault(_describe(arm, size, model_domain), []).extend(absent)
             data[(size, arm)] = row
     if not data or not columns:
         return pd.DataFrame(), []
     table = pd.DataFrame.from_dict(data, orient="index")
     table.index = pd.MultiIndex.from_tuples(table.index, names=["size", "arm"])
     table.columns = pd.MultiIndex.from_tuples(table.columns, names=["benchmark", "metric"])
-    return table, [f"missing: {n}" for n in dict.fromkeys(notes)]
+    return table, [f"missing: {model} on {', '.join(dict.fromkeys(benches))}" for model, benches in notes.items()]
 
 
 def _columns_for(spec: ReportSpec, which: str, domain: str | None = None) -> dict[str, list[str]]:

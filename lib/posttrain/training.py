@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -255,6 +256,75 @@ def launch_command(params: TrainParams, params_path: str | Path, run_dir: str | 
         cmd += ["--machine_rank", machine_rank, "--main_process_ip", main_process_ip,
                 "--main_process_port", main_process_port]
     return cmd + tail
+
+
+# ------------------------------------------------------------------------------------------------ notebooks
+
+
+def write_launch_params(params: TrainParams) -> Path:
+    """The run's resolved params as a standalone YAML (no {run_dir} left), the file its launch command reads."""
+    path = Path(params.output_dir) / "params.yaml"
+    dump_params(params, path)
+    return path
+
+
+def train_runs(runs: list[TrainParams], force: bool = False) -> list[dict]:
+    """Run each training as a subprocess (its memory is freed when it exits), streaming its output; skip runs
+    already done with the same params hash unless `force` (then it retrains from scratch). Non-local backends are
+    printed, not run: launch them on the cluster (scripts/slurm_train.sh)."""
+    results = []
+    for params in runs:
+        path = write_launch_params(params)
+        cmd = launch_command(params, path) + (["--no-resume"] if force else [])
+        print(f"[{params.name}] {shlex.join(cmd)}")
+        if is_done(params) and not force:
+            print(f"[{params.name}] done with the same params hash: skipped")
+        elif params.launch.backend != "local":
+            print(f"[{params.name}] backend {params.launch.backend!r}: run the command above on GPU machines")
+            results.append({"name": params.name, "status": "not run"})
+            continue
+        else:
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "lib"), os.environ.get("PYTHONPATH", "")])}
+            with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc, \
+                    (Path(params.output_dir) / "train.log").open("a") as log_file:
+                for line in proc.stdout:
+                    log_file.write(line)
+                    print(line, end="")
+            if proc.returncode:
+                raise RuntimeError(f"training {params.name} failed (exit {proc.returncode}); see "
+                                   f"{params.output_dir}/train.log")
+        results.append({"name": params.name, "status": "done",
+                        **json.loads((Path(params.output_dir) / DONE_MARKER).read_text())})
+    return results
+
+
+def plot_loss_curves(runs: list[TrainParams], path: str | Path):
+    """Training loss vs tokens seen, one line per run; saved to `path` (png) and returned."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for params in runs:
+        log_rows = read_loss_log(params.output_dir)
+        if log_rows:
+            ax.plot([r["tokens"] for r in log_rows], [r["loss"] for r in log_rows], label=f"{params.name} ({params.arm})")
+    ax.set(xlabel="training tokens", ylabel="training loss", yscale="log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return fig
+
+
+def data_stats_table(runs: list[TrainParams]) -> list[dict]:
+    """Per run: examples seen / dropped as too long / skipped (data_stats.json), for the notebooks' tables."""
+    rows = []
+    for params in runs:
+        path = Path(params.output_dir) / DATA_STATS
+        stats = json.loads(path.read_text()) if path.exists() else {}
+        rows.append({"run": params.name, **{k: stats.get(k) for k in
+                     ("max_length", "examples_seen", "dropped_too_long", "skipped_missing_question", "kept", "step")}})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:

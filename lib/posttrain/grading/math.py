@@ -70,7 +70,7 @@ _JOIN_GAP_RE = re.compile(r"(?:\s|\$|,|;|\\\]|\\\[|\\\(|\\\)|\\quad|\\qquad|\\[,
 
 
 def _match_brace(text: str, open_idx: int) -> int:
-    """Index of the `}` closing the `{` at open_idx, or -1. Escaped braces (\{, \}) are not group delimiters."""
+    r"""Index of the `}` closing the `{` at open_idx, or -1. Escaped braces (\{, \}) are not group delimiters."""
     depth = 0
     i, n = open_idx, len(text)
     while i < n:
@@ -88,9 +88,32 @@ def _match_brace(text: str, open_idx: int) -> int:
     return -1
 
 
+def _brace_pairs(text: str) -> dict[int, int]:
+    """Map each `{` to its closing `}` in one pass (unclosed ones are absent); escaped braces are skipped."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i
+        i += 1
+    return pairs
+
+
+_BOX_TOKEN_RE = re.compile(r"\s+([^\s$]+)")
+
+
 def _boxes(text: str) -> list[tuple[int, int, str]]:
-    """Complete, non-nested boxes as (start, end, content), in order of appearance."""
+    """Complete, non-nested boxes as (start, end, content), in order of appearance. Linear in len(text), since
+    degenerate generations can hold thousands of unclosed boxes and this runs outside the timeout."""
     found: list[tuple[int, int, str]] = []
+    pairs = None
     pos = 0
     while True:
         m = _BOX_CMD_RE.search(text, pos)
@@ -100,7 +123,9 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
         while j < len(text) and text[j].isspace():
             j += 1
         if j < len(text) and text[j] == "{":
-            close = _match_brace(text, j)
+            if pairs is None:
+                pairs = _brace_pairs(text)
+            close = pairs.get(j, -1)
             if close < 0:  # truncated box: skip it, an earlier complete box may still stand
                 pos = m.end()
                 continue
@@ -108,11 +133,10 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
             pos = close + 1  # boxes nested inside this one are part of its content
         else:
             # "\boxed 5": LaTeX takes one token; we take the run of non-space characters up to "$".
-            tok = re.match(r"\s+([^\s$]+)", text[m.end():])
+            tok = _BOX_TOKEN_RE.match(text, m.end())
             if tok:
-                content = tok.group(1).rstrip(".,;:")
-                found.append((m.start(), m.end() + tok.end(), content))
-                pos = m.end() + tok.end()
+                found.append((m.start(), tok.end(), tok.group(1).rstrip(".,;:")))
+                pos = tok.end()
             else:
                 pos = m.end()
 
@@ -147,6 +171,8 @@ _UNIT_WORDS = (r"cm|centimeters?|mm|millimeters?|m|meters?|metres?|km|kilometers
                r"|cubic\s+(?:feet|inches|meters|cm|centimeters|units)|degrees?|deg|radians?|rad|dollars?|cents?"
                r"|seconds?|sec|s|minutes?|min|hours?|hrs?|h|days?|weeks?|months?|years?|mph|kg|g|grams?|pounds?"
                r"|lbs?|liters?|litres?|l|ml|cups?|gallons?|ounces?|oz|people|persons?|students?|ways|times|points?")
+_PLAIN_FUNC_RE = re.compile(r"(?<![\\A-Za-z])(sqrt|exp|ln|log|sin|cos|tan|cot|sec|csc|arcsin|arccos|arctan|sinh|cosh"
+                            r"|tanh|pi|infty)(?![A-Za-z])")
 _UNIT_TEXT_RE = re.compile(r"^(?P<val>.*\S)\s*\\text\s*\{\s*[A-Za-z][A-Za-z .\-']*\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?$",
                            re.S)
 _UNIT_PLAIN_RE = re.compile(rf"^(?P<val>.*[\d}}])\s+(?:{_UNIT_WORDS})(?:\s*\^\s*\{{?[23]\}}?)?$", re.S)
@@ -188,6 +214,11 @@ def _normalize(s: str) -> str:
         s = s.replace(k, v)
     s = _unwrap_cmd(s, _BOXED_CMD_RE)
     s = s.replace("\n", " ").replace("\t", " ")
+    # Plain-text math ("sqrt(2)/2", "pi/2", "x**2", "exp(16)") as LaTeX.
+    s = s.replace("**", "^")
+    s = _PLAIN_FUNC_RE.sub(r"\\\1", s)
+    s = re.sub(r"(?<![\\A-Za-z])(?:infinity|inf)(?![A-Za-z])", r"\\infty", s)
+    s = re.sub(r"\\varnothing(?![A-Za-z])|\\\{\s*\\\}", r"\\emptyset ", s)
     # LaTeX digit grouping: "10,\!080", "1{,}000", "1\,000" are thousands separators.
     s = re.sub(r"(?<=\d),\\!\s*(?=\d)", "", s)
     s = re.sub(r"(?<=\d)\{,\}(?=\d{3}(?!\d))", ",", s)
@@ -531,7 +562,7 @@ def _to_sympy(s: str):
         return None if v is _UNPARSED else v
     result = _UNPARSED
     # "4 5" would parse as 9 (juxtaposed numbers); two numbers side by side are not one value.
-    if not re.search(r"\d\s+\.?\d", s):
+    if not re.search(r"(?<![\d_^.])\d+(?:\.\d+)?\s+\.?\d", s):
         sympy, _, latex2sympy, norm, conv = _sympy_mod()
         try:
             expr = latex2sympy(s, is_real=None, convert_degrees=False, normalization_config=norm,
@@ -840,7 +871,17 @@ def _eq(g: tuple, p: tuple, ctx: _Ctx) -> bool:
         if _eq(g, p[1][0], ctx):
             return True
         gold_num = _to_number(g[1]) if gk == "leaf" else None
-        return gold_num is not None and gold_num.decimal and any(_eq(g, q, ctx) for q in p[1][1:])
+        if gold_num is None or not gold_num.decimal or p[1][0][0] != "leaf":
+            return False
+        exact = _to_sympy(p[1][0][1])
+        exact_value = _as_fraction(_mpc(exact)) if exact is not None else None
+        for q in p[1][1:]:
+            q_num = _to_number(q[1]) if q[0] == "leaf" else None
+            # the rounded value must match the gold and be a rounding of the stated exact value
+            if (q_num is not None and exact_value is not None and _eq(g, q, ctx)
+                    and abs(exact_value - q_num.value) <= Fraction(1, 2 * 10 ** q_num.places) * (1 + 1e-9)):
+                return True
+        return False
     if gk == "pm":
         g = ("list", g[1])
         gk = "list"
@@ -885,8 +926,9 @@ def _eq(g: tuple, p: tuple, ctx: _Ctx) -> bool:
         return num is not None and num.value == int(p[1], p[2])
     if gk == "leaf" and pk == "leaf":
         return _leaf_eq(g[1], p[1], ctx)
-    if {gk, pk} <= {"brk", "union", "leaf"} and "leaf" not in (gk, pk):
-        return _set_eq(g, p)  # an interval against a union, e.g. [0,1) \cup [1,2) vs [0,2)
+    if {gk, pk} <= {"brk", "union", "leaf"}:
+        # an interval against a union ([0,1) \cup [1,2) vs [0,2)) or a named set (\mathbb{R}, \emptyset)
+        return _set_eq(g, p)
     return False
 
 
@@ -1039,8 +1081,12 @@ class _Pool:
             if want:
                 self.max_workers = max(self.max_workers, want)
             while True:
-                if self._idle:
-                    return self._idle.pop()
+                while self._idle:
+                    w = self._idle.pop()
+                    if w.alive():
+                        return w
+                    w.kill()  # died while idle (e.g. killed from outside): drop it
+                    self._count -= 1
                 if self._count < self.max_workers:
                     self._count += 1
                     break
