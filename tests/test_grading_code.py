@@ -1,7 +1,9 @@
 """Tests for posttrain.grading.code: extraction, LiveCodeBench comparison rules, and hostile programs.
 
 The hostile-program tests check the sandbox from the outside: the host file, the host process table, a
-host socket, the grader's own survival. Tests that need bubblewrap skip where it does not work.
+host socket, the grader's own survival. Tests that need bubblewrap skip where it does not work, and pass
+sandbox="bwrap" explicitly: a fork bomb or kill(-1) must never run in the unsandboxed fallback by accident
+(e.g. with POSTTRAIN_SANDBOX=none in the environment).
 """
 from __future__ import annotations
 
@@ -74,7 +76,7 @@ def pool_uid_procs() -> list:
                 continue
             uid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
             if uid >= sb._UID_POOL_BASE:
-                found.append(pid)
+                found.append(f"{pid} {status.splitlines()[:3]} {Path(f'/proc/{pid}/cmdline').read_bytes()[:80]}")
     return found
 
 
@@ -246,7 +248,7 @@ def test_functional_programs(mode):
 @pytest.mark.parametrize("body", ["while True:\n    pass", "import time\ntime.sleep(100)"])
 def test_timeouts(body):
     t0 = time.monotonic()
-    v = grade_code_verdict(py(body), stdin_tests(("", "1")), timeout_s=1.0)
+    v = grade_code_verdict(py(body), stdin_tests(("", "1")), timeout_s=1.0, sandbox="bwrap")
     assert v.status == "timeout" and not v.passed
     assert time.monotonic() - t0 < 5
 
@@ -292,7 +294,7 @@ def test_fork_count_is_bounded_and_children_die():
             n += 1
         print(n)
     """)
-    v = grade_code_verdict(prog, stdin_tests(("", "1000")), timeout_s=5.0, nproc=32)
+    v = grade_code_verdict(prog, stdin_tests(("", "1000")), timeout_s=5.0, nproc=32, sandbox="bwrap")
     assert v.status == "wrong_answer"
     forks = int(v.first_failure["got"])
     assert 0 < forks < 32, forks  # RLIMIT_NPROC counts the supervisor and the program too
@@ -311,12 +313,12 @@ def test_fork_bomb_is_contained():
                 pass
     """)
     t0 = time.monotonic()
-    v = grade_code_verdict(bomb, stdin_tests(("", "1")), timeout_s=1.5)
+    v = grade_code_verdict(bomb, stdin_tests(("", "1")), timeout_s=1.5, sandbox="bwrap")
     assert not v.passed and time.monotonic() - t0 < 10
     time.sleep(0.2)
     if os.geteuid() == 0:
         assert pool_uid_procs() == []
-    assert grade_code(py("print(1)"), stdin_tests(("", "1")))  # the machine still works
+    assert grade_code(py("print(1)"), stdin_tests(("", "1")), sandbox="bwrap")  # the machine still works
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -415,7 +417,7 @@ def test_loopback_server_is_unreachable():
             print("blocked")
     """)
     try:
-        v = grade_code_verdict(prog, stdin_tests(("", "blocked")))
+        v = grade_code_verdict(prog, stdin_tests(("", "blocked")), sandbox="bwrap")
         assert v.passed, v
         with pytest.raises(socket.timeout):
             srv.accept()
@@ -434,9 +436,9 @@ def test_killing_the_parent_fails_the_program_not_the_grader(attack):
         {attack}
         time.sleep(1)
     """)
-    v = grade_code_verdict(prog, stdin_tests(("", "alive"), ("", "alive")))
+    v = grade_code_verdict(prog, stdin_tests(("", "alive"), ("", "alive")), sandbox="bwrap")
     assert not v.passed and v.status in ("runtime_error", "wrong_answer"), v
-    assert grade_code(py("print(2)"), stdin_tests(("", "2")))  # we are alive and still grading
+    assert grade_code(py("print(2)"), stdin_tests(("", "2")), sandbox="bwrap")  # we are alive and still grading
 
 
 def test_killing_the_supervisor_in_fallback_mode():

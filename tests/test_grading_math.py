@@ -177,6 +177,12 @@ CASES = [
     ("52_8", "52_8", True), ("52_{8}", "52_8", True), ("52", "52_8", True), ("42", "52_8", False),
     ("53_8", "52_8", False),
     ("4210_5", r"4210_{5}", True),
+    # second adversarial round: units after constants, inverse-function lhs, identities, repeating decimals, signs
+    (r"2\pi \text{ radians}", r"2\pi", True), (r"\frac{x-1}{2}", r"f^{-1}(x) = \frac{x-1}{2}", True),
+    (r"\sin^2 x + \cos^2 x", "1", True), ("x", "y", False), ("x+y", "x+z", False), ("x", "|x|", False),
+    (r"\sqrt{x^2}", "|x|", True), ("x", r"\sqrt{x^2}", False), (r"0.\overline{3}", r"\frac13", True),
+    (r"0.\overline{3}", "0.3", False), ("x²+1", "x^2+1", True), (r"[2, +\infty)", r"[2,\infty)", True),
+    ("1,000.00", "1000", True), ("1.000", "1000", False), ("5 5", "5", False),
 ]
 
 

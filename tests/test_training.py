@@ -121,3 +121,15 @@ def test_sigkill_and_resume_matches_uninterrupted_run(setup):
     for r in log:
         assert r["loss"] == pytest.approx(expected[r["step"]], rel=1e-3, abs=1e-4), r["step"]
     assert json.loads((out / "done.json").read_text())["global_step"] == 24
+
+
+def test_paper_params_are_valid_and_divide_into_their_world_size():
+    files = sorted((REPO_ROOT / "params" / "paper").glob("*_*.yaml"))
+    runs = [load_train_params(f) for f in files if f.name.startswith(("sft_", "pretrain_"))]
+    assert len([r for r in runs if r.training.stage == "sft"]) == 24
+    assert len([r for r in runs if r.training.stage == "pretrain"]) == 4
+    for r in runs:
+        s = resolve_schedule(r, r.launch.num_machines * r.launch.gpus_per_machine)
+        assert s["tokens_per_step"] == 2 * 1024 * 1024, r.name
+        if r.arm == "0.1%-Pre" and r.training.stage == "sft":
+            assert r.model.checkpoint.endswith(f"pretrain/pretrain_{r.size.lower()}_short"), r.name

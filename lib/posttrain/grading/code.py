@@ -230,10 +230,10 @@ def grade_program(code: str, tests: list, fn_name: str | None = None, timeout_s:
     if res.fatal is not None:
         return CodeVerdict(False, _map_status(res.fatal.get("status")), reason=str(res.fatal.get("detail")),
                            **common)
-    if len(res.frames) == n:
+    if len(res.frames) == n and res.done:
         return CodeVerdict(True, "passed", **common)
-    # fewer frames than tests and no failure seen: the sandbox was cut short
-    index = len(res.frames)
+    # fewer frames than tests (or no end marker) and no failure seen: the sandbox was cut short
+    index = min(len(res.frames), n - 1)
     ff = {"test_index": index, "input": _truncate(str(tests[index]["input"])),
           "expected": _truncate(str(tests[index]["output"])), "got": ""}
     if res.timed_out:

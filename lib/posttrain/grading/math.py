@@ -12,17 +12,19 @@ the main thread. So grading here is layered:
    single token after it. No box means status ``no_answer``.
 2. Normalization (our own): ``\left``/``\right``, ``\dfrac``/``\tfrac``, spacing macros, ``\text``/``\mathrm``/
    ``\mbox`` wrappers, trailing text units (``5 \text{ cm}^2``), degrees, ``\%``, ``\$``, ``\frac12``, ``\sqrt2``,
-   ``\sqrt(2)``, LaTeX digit grouping (``10,\!080``).
-3. Structure (our own): multiple choice letters, text answers, ``x \in`` prefixes, unions, sets (unordered),
-   bracketed tuples/intervals (ordered; the bracket characters must match, so ``(1,2]`` != ``[1,2]``), bare
-   comma lists (unordered), matrices, equations (``x = ...`` stripped when the other side has no lhs; general
-   equations equal when one is a nonzero constant multiple of the other), ``\pm`` expanded into two values,
-   inequalities compared as solution sets, numbers in a base (``52_8``).
-4. Values: pure numbers are compared exactly with fractions (``033`` == ``33``, ``1/2`` == ``0.5``); a decimal
-   literal only matches a non-terminating exact value if it has >= 6 significant digits and is that value rounded
-   or truncated at its last digit (``0.333333`` == ``1/3``, ``0.33`` != ``1/3``). Other expressions are parsed
-   with latex2sympy (Math-Verify's parser) and compared by 60-digit evaluation with a relative tolerance of 1e-40
-   (so ``1/2004!`` != ``1/2006!``) or, with free symbols, at fixed random points; ``math_verify.verify``
+   ``\sqrt(2)``, LaTeX digit grouping (``10,\!080``), plain-text math (``sqrt(2)/2``, ``pi``, ``x**2``).
+3. Structure (our own): multiple choice letters, text answers (``\text{Evelyn}``, case-insensitive), ``x \in``
+   prefixes, unions, sets (unordered), bracketed tuples/intervals (ordered; the bracket characters must match, so
+   ``(1,2]`` != ``[1,2]``), bare comma lists (unordered; ``1,000`` is a number by the 3-digit-group rule),
+   matrices, equations (``x = ...`` stripped when the other side has no lhs; general equations equal when one is
+   a nonzero constant multiple of the other), ``\pm`` expanded into two values, inequalities compared as solution
+   sets, ``a \approx b`` (a is the answer), numbers in a base (``52_8``).
+4. Values: pure numbers are compared exactly with fractions (``033`` == ``33``, ``1/2`` == ``0.5``,
+   ``0.\overline{3}`` == ``1/3``); a decimal literal only matches a different exact value if it has >= 6
+   significant digits and is that value rounded or truncated at its last digit (``0.333333`` == ``1/3``,
+   ``0.33`` != ``1/3``). Other expressions are parsed with latex2sympy (Math-Verify's parser) and compared by
+   60-digit evaluation with a relative tolerance of 1e-40 (so ``1/2004!`` != ``1/2006!``) or, with free symbols,
+   at four fixed points, two of them with negative coordinates (so ``|x|`` != ``x``); ``math_verify.verify``
    (gold first) decides only where numbers cannot (undefined functions, relations).
 
 Steps 2-4 run in a persistent worker *process* (a plain ``python -c`` child on pipes, not fork/spawn of the
@@ -163,7 +165,7 @@ def extract_boxed(text: str) -> str | None:
 # ============================================================================================================
 _UNICODE = {"−": "-", "–": "-", "×": r"\times ", "·": r"\cdot ", "÷": r"\div ", "√": r"\sqrt", "π": r"\pi ",
             "∞": r"\infty ", "≤": r"\le ", "≥": r"\ge ", "≠": r"\neq ", "∪": r"\cup ", "∩": r"\cap ",
-            "°": "", "\u00a0": " ", "\u2009": " ", "\u202f": " "}
+            "°": "", "²": "^2", "³": "^3", "\u00a0": " ", "\u2009": " ", "\u202f": " "}
 _TEXT_CMD_RE = re.compile(r"\\(?:text|textrm|textbf|textit|textnormal|textsf|texttt|textup|mbox|hbox|mathrm|mathbf"
                           r"|mathit|mathsf|mathtt|mathnormal|boldsymbol|bm)\s*\{")
 _UNIT_WORDS = (r"cm|centimeters?|mm|millimeters?|m|meters?|metres?|km|kilometers?|in|inch|inches|ft|feet|foot|yards?"
@@ -175,7 +177,7 @@ _PLAIN_FUNC_RE = re.compile(r"(?<![\\A-Za-z])(sqrt|exp|ln|log|sin|cos|tan|cot|se
                             r"|tanh|pi|infty)(?![A-Za-z])")
 _UNIT_TEXT_RE = re.compile(r"^(?P<val>.*\S)\s*\\text\s*\{\s*[A-Za-z][A-Za-z .\-']*\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?$",
                            re.S)
-_UNIT_PLAIN_RE = re.compile(rf"^(?P<val>.*[\d}}])\s+(?:{_UNIT_WORDS})(?:\s*\^\s*\{{?[23]\}}?)?$", re.S)
+_UNIT_PLAIN_RE = re.compile(rf"^(?P<val>.*(?:[\d}})]|\\[A-Za-z]+))\s+(?:{_UNIT_WORDS})(?:\s*\^\s*\{{?[23]\}}?)?$", re.S)
 
 
 def _unwrap_cmd(s: str, cmd_re: re.Pattern[str]) -> str:
@@ -244,7 +246,7 @@ def _normalize(s: str) -> str:
     # ("\text{Evelyn}") or a variable ("x \text{ m}") keeps its words.
     for _ in range(3):
         m = _UNIT_TEXT_RE.match(s)
-        if m and re.search(r"[\d}]\s*$", m.group("val")):
+        if m and re.search(r"(?:[\d})]|\\[A-Za-z]+)\s*$", m.group("val")):
             s = m.group("val")
             continue
         m = _UNIT_PLAIN_RE.match(s)
@@ -453,6 +455,7 @@ class _Num:
 
 
 _INT_RE = re.compile(r"([+-]?)(\d+)")
+_REPEAT_RE = re.compile(r"([+-]?)(\d*)\.(\d*)\\(?:overline|bar)\{(\d+)\}")
 _DEC_RE = re.compile(r"([+-]?)(\d*)\.(\d+)")
 _FRAC_RE = re.compile(r"([+-]?)\\frac\{([+-]?\d+)\}\{([+-]?\d+)\}")
 _SLASH_RE = re.compile(r"([+-]?\d+)\s*/\s*([+-]?\d+)")
@@ -481,6 +484,11 @@ def _to_number(s: str) -> _Num | None:
     try:
         if m := _INT_RE.fullmatch(s):
             return _Num(Fraction(_sign(m.group(1)) * int(m.group(2))), False, 0, len(m.group(2).lstrip("0") or "0"))
+        if m := _REPEAT_RE.fullmatch(s):  # 0.1\overline{6} = 1/6
+            whole, fixed, rep = int(m.group(2) or "0"), m.group(3), m.group(4)
+            value = whole + Fraction(int(fixed or "0"), 10 ** len(fixed)) + Fraction(
+                int(rep), 10 ** len(fixed) * (10 ** len(rep) - 1))
+            return _Num(_sign(m.group(1)) * value, False, 0, 0)
         if m := _DEC_RE.fullmatch(s):
             return _decimal_num(m.group(1), f"{m.group(2)}.{m.group(3)}")
         if m := _FRAC_RE.fullmatch(s):
@@ -644,9 +652,10 @@ def _as_fraction(v) -> Fraction | None:
     return Fraction(int(man)) * Fraction(2) ** int(exp)
 
 
-# Fixed "random" evaluation points: distinct per symbol, away from 0 and 1, irrational-looking rationals.
+# Fixed "random" evaluation points: distinct per symbol, away from 0 and +-1. Two are positive, two have negative
+# coordinates so that |x| != x and \sqrt{x^2} != x (identities that hold only for positive values fail too).
 _POINTS = [(1.37, 2.11, 0.59, 1.73, 2.89, 0.83), (0.71, 1.53, 2.47, 0.93, 1.19, 2.31),
-           (2.23, 0.67, 1.29, 2.71, 0.77, 1.61), (1.91, 2.57, 0.87, 1.43, 2.03, 0.53)]
+           (-2.23, 0.67, -1.29, 2.71, -0.77, 1.61), (-1.91, -2.57, -0.87, -1.43, -2.03, -0.53)]
 
 
 def _point_values(expr_a, expr_b):
@@ -684,9 +693,7 @@ def _expr_eq(G, P) -> bool:
         return _mv_verify(G, P)
     if G.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan) or P.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
         return False  # structural equality was checked above; infinities are not compared numerically
-    if _symbols(G) != _symbols(P):
-        return False
-    if not G.free_symbols:
+    if not G.free_symbols and not P.free_symbols:
         a, b = _mpc(G), _mpc(P)
         if a is not None and b is not None:
             return _close(a, b, 1e-40)
@@ -733,13 +740,14 @@ def _leaf_eq(g: str, p: str, ctx: _Ctx) -> bool:
 def _is_var_lhs(s: str) -> bool:
     """A variable-like left-hand side: x, y_1, \\theta, f(x), AB."""
     s = _canon(s)
-    return bool(re.fullmatch(r"(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?'*|[A-Za-z]+\([^()]*\)|[A-Z]{2,3}", s))
+    return bool(re.fullmatch(r"(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?'*|[A-Z]{2,3}"
+                             r"|[A-Za-z]+(?:\^\{[^{}]*\}|\^-?\d|'+)?\([^()]*\)", s))
 
 
 def _is_symbolic_lhs(s: str) -> bool:
     """An lhs that names a quantity (x, a+b, f(2), \\angle ABC), i.e. has no digits outside subscripts/arguments."""
     t = re.sub(r"_\{?\w+\}?", "", _canon(s))
-    t = re.sub(r"^[A-Za-z]+\([^()]*\)$", "f", t)
+    t = re.sub(r"^[A-Za-z]+(?:\^\{[^{}]*\}|\^-?\d|'+)?\([^()]*\)$", "f", t)
     return bool(t) and not re.search(r"\d", t) and bool(re.search(r"[A-Za-z]", t))
 
 
@@ -780,7 +788,7 @@ def _equation_equiv(g_parts: list[str], p_parts: list[str]) -> bool:
     if any(x is None or not isinstance(x, sympy.Expr) for x in G + P):
         return False
     dg, dp = G[0] - G[1], P[0] - P[1]
-    if _symbols(dg) != _symbols(dp) or not dg.free_symbols:
+    if not dg.free_symbols:
         return False
     mpmath = _sympy_mod()[1]
     ratios = []

@@ -205,7 +205,10 @@ def _sv_set_limits(job, nproc):
 def _sv_describe(exc):
     try:
         import traceback
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb = exc.__traceback__  # start the traceback at the program's own frames, not the harness's
+        while tb is not None and tb.tb_frame.f_code.co_filename != "<solution>":
+            tb = tb.tb_next
+        text = "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
     except BaseException:
         text = type(exc).__name__
     return text[-_ERR_TAIL:]
@@ -297,7 +300,7 @@ def _sv_run_test(index, test_input, code, base_ns, job, nproc, isolated):
     functional = job["mode"] == "functional"
     cap = int(job["max_output_bytes"])
     in_fd = _sv_anon_file("stdin")
-    _sv_write_all(in_fd, test_input.encode("utf-8", "surrogateescape"))
+    _sv_write_all(in_fd, test_input.encode("utf-8", "surrogatepass"))
     os.lseek(in_fd, 0, os.SEEK_SET)
     out_fd = os.open(os.devnull, os.O_WRONLY) if functional else _sv_anon_file("stdout")
     err_fd = _sv_anon_file("stderr")
@@ -415,15 +418,17 @@ def supervisor_main(argv):
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     isolated = _sv_pidns_is_private(cfg.get("host_pidns"))
-    if isolated:
-        nproc = job.get("nproc")
-    else:
-        nproc = _sv_fallback_nproc(job.get("nproc"))
-        try:  # orphans (double-forked daemons) get reparented to us, so we can kill them after each test
-            import ctypes
-            ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-        except Exception:
-            pass
+    nproc = job.get("nproc") if isolated else _sv_fallback_nproc(job.get("nproc"))
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        # Not dumpable: the program (same uid) cannot open /proc/<us>/fd/* or ptrace us to write into the
+        # frame channel. Forged frames could only claim outputs anyway; this just closes the door.
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+        if not isolated:  # orphans (double-forked daemons) get reparented to us, so we can kill them
+            libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except Exception:
+        pass
     try:
         code = compile(job["code"], "<solution>", "exec")
     except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
