@@ -8,7 +8,7 @@ in this process (no timeout protection, no isolation). Agreement with Math-Verif
 Code: MBPP problems (../shared/data/mbpp/mbpp.jsonl) turned into stdin problems: the reference solution plus
 a driver that reads the call's arguments as a Python literal on stdin and prints repr(result); each assert
 becomes a test. Tests are repeated --repeat times to look like LiveCodeBench (dozens of tests per problem);
---wrong-frac of the programs get an off-by-one so some fail early. Compared on the same programs/tests:
+--wrong-frac of the programs are made wrong so that they stop at their first test. Compared on the same programs/tests:
 grade_code_batch in bubblewrap, the same harness without bubblewrap (sandbox='none'), and a plain runner
 (one `python -c` subprocess per test, no sandbox, no limits, stops at the first failure), all with the same
 number of worker threads.
@@ -93,6 +93,7 @@ print(repr({fn}(*_args)))
 def mbpp_problems(n: int, repeat: int, wrong_frac: float, seed: int = 0) -> list:
     """(program, tests) pairs built from MBPP asserts of the form `assert f(literals) == literal`."""
     rng = random.Random(seed)
+    wrong = set(rng.sample(range(n), round(n * wrong_frac)))
     problems = []
     for line in (DATA / "mbpp" / "mbpp.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -116,8 +117,8 @@ def mbpp_problems(n: int, repeat: int, wrong_frac: float, seed: int = 0) -> list
         if not tests or fn is None:
             continue
         code = row["code"].replace("\r\n", "\n")
-        if rng.random() < wrong_frac:  # an off-by-one: the printed value changes, so the first test fails
-            code += f"\n_orig_{fn} = {fn}\ndef {fn}(*a):\n    r = _orig_{fn}(*a)\n    return r + 1 if isinstance(r, int) else r\n"
+        if len(problems) in wrong:  # wrap the result in a list: the printed value changes, the first test fails
+            code += f"\n_orig_{fn} = {fn}\ndef {fn}(*a):\n    return [_orig_{fn}(*a)]\n"
         problems.append((code + "\n" + DRIVER.format(fn=fn), tests * repeat))
         if len(problems) == n:
             break
@@ -162,7 +163,7 @@ def bench_code(n: int, repeat: int, wrong_frac: float, workers: int, timeout_s: 
     with ThreadPoolExecutor(workers) as pool:
         rows.append(run("plain subprocess per test",
                         lambda: list(pool.map(lambda pt: plain_runner(pt[0], pt[1], timeout_s), problems))))
-    # tests actually executed differ by pass/fail pattern only through early stops, identical across runners
+    # tests/s = tests in the workload / wall time; every runner stops a failing program at its first failure
     base = rows[-1][2]
     for label, results, sec in rows:
         print(f"{label:34s} {total_tests / sec:8.1f} tests/s  {len(items) / sec:6.1f} programs/s  "
@@ -174,7 +175,7 @@ def bench_code(n: int, repeat: int, wrong_frac: float, workers: int, timeout_s: 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--math-n", type=int, default=200, help="MATH-500 pairs (max 500)")
-    parser.add_argument("--code-n", type=int, default=60, help="MBPP programs")
+    parser.add_argument("--code-n", type=int, default=30, help="MBPP programs")
     parser.add_argument("--repeat", type=int, default=10, help="repeat each program's tests this many times")
     parser.add_argument("--wrong-frac", type=float, default=0.2, help="fraction of programs made wrong")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -182,7 +183,7 @@ def main():
     parser.add_argument("--skip-math", action="store_true")
     parser.add_argument("--skip-code", action="store_true")
     args = parser.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     if not args.skip_math:
         bench_math(args.math_n, args.workers)
     if not args.skip_code:

@@ -182,6 +182,18 @@ def test_stdin_buffer_and_exit_idioms(mode):
         os._exit(0)
     """)
     assert grade_code(fast_exit, tests, sandbox=mode)
+    nonzero_exit = py("""
+        import sys
+        input()
+        print(sum(map(int, input().split())))
+        sys.exit(1)  # LiveCodeBench ignores SystemExit in stdin programs: the output is what counts
+    """)
+    assert grade_code(nonzero_exit, tests, sandbox=mode)
+    unicode_io = py("""
+        name = input()
+        print(f"héllo {name} ✓")
+    """)
+    assert grade_code(unicode_io, stdin_tests(("wörld", "héllo wörld ✓")), sandbox=mode)
     main_guard = py("""
         def main():
             input()
@@ -278,22 +290,26 @@ def test_output_flood_is_capped():
 
 # ---------------------------------------------------------------- hostile programs
 
+# Forks up to 1000 sleeping children and prints how many forks succeeded.
+FORK_COUNTER = textwrap.dedent("""
+    import os, time
+    n = 0
+    for _ in range(1000):
+        try:
+            pid = os.fork()
+        except OSError:
+            break
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        n += 1
+    print(n)
+""")
+
+
 @needs_bwrap
 def test_fork_count_is_bounded_and_children_die():
-    prog = py("""
-        import os, time
-        n = 0
-        for _ in range(1000):
-            try:
-                pid = os.fork()
-            except OSError:
-                break
-            if pid == 0:
-                time.sleep(60)
-                os._exit(0)
-            n += 1
-        print(n)
-    """)
+    prog = py(FORK_COUNTER)
     v = grade_code_verdict(prog, stdin_tests(("", "1000")), timeout_s=5.0, nproc=32, sandbox="bwrap")
     assert v.status == "wrong_answer"
     forks = int(v.first_failure["got"])
@@ -341,14 +357,18 @@ def test_detached_daemon_does_not_survive(mode):
                     pass
         print("daemon-up" if up else "daemon-missing")
     """)
-    v = grade_code_verdict(prog, stdin_tests(("", "daemon-up")), sandbox=mode)
-    assert v.passed, v  # the daemon really started...
-    time.sleep(0.3)
-    assert procs_with(marker) == []  # ...and is gone
+    try:
+        v = grade_code_verdict(prog, stdin_tests(("", "daemon-up")), sandbox=mode)
+        assert v.passed, v  # the daemon really started...
+        time.sleep(0.3)
+        assert procs_with(marker) == []  # ...and is gone
+    finally:
+        for pid in procs_with(marker):  # never leave a stray process behind, even when the test fails
+            os.kill(pid, 9)
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_host_files_are_untouched(mode, tmp_path):
+@needs_bwrap
+def test_host_files_are_untouched(tmp_path):
     keep = tmp_path / "keep.txt"
     keep.write_text("original")
     new = tmp_path / "new.txt"
@@ -370,13 +390,13 @@ def test_host_files_are_untouched(mode, tmp_path):
                 result.append("blocked")
         print(" ".join(result))
     """)
-    v = grade_code_verdict(prog, stdin_tests(("", " ".join(["blocked"] * 5))), sandbox=mode)
-    if mode == "bwrap":
+    try:
+        v = grade_code_verdict(prog, stdin_tests(("", " ".join(["blocked"] * 5))), sandbox="bwrap")
         assert v.passed, v
         assert keep.read_text() == "original" and not new.exists()
         assert not prefix_file.exists() and not root_file.exists()
-    else:  # partial isolation: documented, so only show it runs (and clean up whatever it did)
-        for p in (new, prefix_file, root_file):
+    finally:
+        for p in (prefix_file, root_file):
             p.unlink(missing_ok=True)
 
 
@@ -567,7 +587,7 @@ def test_unprivileged_launcher():
         from posttrain.grading.code import grade_code_verdict
         def fence(s): return "```python\\n" + s + "\\n```"
         t = [{{"input": "", "output": "1", "testtype": "stdin"}}]
-        forks = "import os, time\\nn = 0\\nfor _ in range(500):\\n    try:\\n        pid = os.fork()\\n    except OSError:\\n        break\\n    if pid == 0:\\n        time.sleep(30)\\n        os._exit(0)\\n    n += 1\\nprint(n)"
+        forks = {FORK_COUNTER!r}
         out = {{
             "ok": grade_code_verdict(fence("print(1)"), t, sandbox="bwrap").status,
             "forks": grade_code_verdict(fence(forks), t, sandbox="bwrap", nproc=16).first_failure["got"],

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from posttrain.mini import code_tasks, math_tasks
+from posttrain.mini import math_tasks
 from posttrain.mini.code_tasks import all_specs, generate_code, is_test_task, lcb_row, render_task
 from posttrain.mini.corpus import build_corpus, split_document
 from posttrain.mini.math_tasks import check_answer, generate_math
@@ -94,6 +94,15 @@ def test_reference_outputs_follow_the_statement():
         assert t["output"].strip() == str(sum(x for x in nums if x > 5))
 
 
+def test_string_inputs_are_lowercase_letters_as_stated():
+    tasks = [t for t in generate_code(300, 0, "train") if t.key.startswith("str/")]
+    assert tasks
+    for t in tasks:
+        for test in t.tests:
+            text = test["input"].strip() if t.mode == "stdin" else json.loads(test["input"])
+            assert text.isalpha() and text.islower(), (t.key, test)
+
+
 def _one_per_family(split: str, count: int) -> list:
     tasks = generate_code(count, 0, split)
     by_family: dict = {}
@@ -107,9 +116,9 @@ def test_reference_programs_pass_their_tests_in_the_sandbox(split, count):
     grading = pytest.importorskip("posttrain.grading.code")
     sample = _one_per_family(split, count)
     assert len(sample) >= 10
-    items = [(t.solution, t.tests, t.func_name) for t in sample]
+    items = [{"response": t.solution, "tests": t.tests, "fn_name": t.func_name} for t in sample]
     verdicts = grading.grade_code_batch(items)
-    failed = [(t.key, v) for t, v in zip(sample, verdicts) if not v]
+    failed = [(t.key, v) for t, v in zip(sample, verdicts) if not v.passed]
     assert not failed, failed[:3]
 
 
@@ -132,11 +141,15 @@ def test_lcb_row_schema():
     assert lcb_row(stdin, 0)["starter_code"] == "" and lcb_row(stdin, 0)["metadata"] == "{}"
 
 
-def test_code_generation_reports_when_it_runs_out():
+def test_code_generation_rejects_an_unknown_split():
     with pytest.raises(ValueError, match="split"):
         generate_code(5, 0, "dev")
+
+
+def test_math_generation_reports_when_it_runs_out():
     with pytest.raises(ValueError, match="could only generate"):
-        code_tasks.generate_code(10**6, 0, "test")
+        # same seed and levels: the first 50 tries repeat the excluded problems exactly
+        generate_math(50, 0, (1,), exclude={p.problem for p in generate_math(50, 0, (1,))}, max_tries_factor=1)
 
 
 # ---------------------------------------------------------------------------------------------- corpus
@@ -183,7 +196,8 @@ def test_setup_writes_every_file(built):
     for key in ("math_train", "code_train", "corpus", "mini_math", "mini_math_competition", "mini_code"):
         assert sum(1 for _ in open(paths[key])) > 0, key
     row = json.loads(open(paths["math_train"]).readline())
-    assert [m["role"] for m in row["messages"]] == ["user", "assistant"] and "\\boxed{}" in row["messages"][0]["content"]
+    assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
+    assert "\\boxed{}" in row["messages"][0]["content"]
     code = json.loads(open(paths["code_train"]).readline())["messages"][1]["content"]
     assert "```python\n" in code
     bench = json.loads(open(paths["mini_math"]).readline())

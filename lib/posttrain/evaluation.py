@@ -245,7 +245,8 @@ def grade_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams,
                     slots.append(("code", len(code_items), rec, i))
                     code_items.append(grading_item(problem, resp))
     workers = params.grade_workers
-    math_v = grade_math_batch(math_pairs, params.grade_timeout_s, num_workers=workers) if math_pairs else []
+    math_v = grade_math_batch(math_pairs, params.grade_timeout_s, num_workers=workers,
+                              progress=progress) if math_pairs else []
     code_v = grade_code_batch(code_items, params.grade_timeout_s, num_workers=workers,
                               progress=progress) if code_items else []
     for kind, j, rec, i in slots:

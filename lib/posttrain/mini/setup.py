@@ -21,15 +21,6 @@ from posttrain.params import MiniSetupParams, params_hash
 from posttrain.prompts import code_sft_messages, math_sft_messages
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-# ChatML with {% generation %} around assistant turns (TRL's assistant_only_loss masks everything else).
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
-    "{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
 MATH_TRAIN_LEVELS, MATH_COMPETITION_LEVELS = (1, 2), (3,)
 
 
@@ -78,6 +69,8 @@ def train_tokenizer(texts, vocab_size: int):
     """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+
+    from posttrain.data import CHATML_TEMPLATE_WITH_GENERATION
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     tok = Tokenizer(models.BPE())
@@ -91,20 +84,19 @@ def train_tokenizer(texts, vocab_size: int):
     tok.train_from_iterator(texts, trainer=trainer)
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                  additional_special_tokens=["<|im_start|>"], model_max_length=1_000_000)
-    hf.chat_template = CHATML_TEMPLATE
+    hf.chat_template = CHATML_TEMPLATE_WITH_GENERATION  # the template SFT uses (assistant_only_loss markers)
     return hf
 
 
-def tiny_qwen2_config(setup: MiniSetupParams, tokenizer):
-    from transformers import Qwen2Config
+def mini_config(setup: MiniSetupParams, tokenizer):
+    """The tiny Qwen2 config of the setup params (posttrain.models checks head_dim >= 32 for vLLM)."""
+    from posttrain.models import tiny_qwen2_config
 
-    return Qwen2Config(
-        vocab_size=max(setup.vocab_size, len(tokenizer)), hidden_size=setup.hidden_size,
-        num_hidden_layers=setup.num_hidden_layers, num_attention_heads=setup.num_attention_heads,
-        num_key_value_heads=setup.num_key_value_heads, intermediate_size=setup.intermediate_size,
-        max_position_embeddings=setup.max_position_embeddings, tie_word_embeddings=True,
-        bos_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id)
+    return tiny_qwen2_config(
+        max(setup.vocab_size, len(tokenizer)), hidden_size=setup.hidden_size, layers=setup.num_hidden_layers,
+        heads=setup.num_attention_heads, kv_heads=setup.num_key_value_heads, intermediate=setup.intermediate_size,
+        max_pos=setup.max_position_embeddings, tie_word_embeddings=True, bos_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
 def build_mini_setup(setup: MiniSetupParams, run_dir: str | Path, force: bool = False) -> dict[str, str]:
@@ -140,7 +132,7 @@ def build_mini_setup(setup: MiniSetupParams, run_dir: str | Path, force: bool = 
                   for line in open(path) for m in json.loads(line)["messages"]]
     tokenizer = train_tokenizer(corpus + task_texts, setup.vocab_size)
     tokenizer.save_pretrained(paths["tokenizer"])
-    config = tiny_qwen2_config(setup, tokenizer)
+    config = mini_config(setup, tokenizer)
     config.save_pretrained(paths["base_config"])
     tokenizer.save_pretrained(paths["base_config"])
 
