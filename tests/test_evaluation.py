@@ -103,9 +103,10 @@ def spy_generate(monkeypatch):
     calls = []
     real = generation.generate
 
-    def spy(req, *args, **kwargs):
-        calls.append(sorted(p["key"]["problem_id"] for p in req.prompts))
-        return real(req, *args, **kwargs)
+    def spy(reqs, *args, **kwargs):
+        for req in reqs if isinstance(reqs, list) else [reqs]:
+            calls.append(sorted(p["key"]["problem_id"] for p in req.prompts))
+        return real(reqs, *args, **kwargs)
     monkeypatch.setattr(generation, "generate", spy)
     return calls
 

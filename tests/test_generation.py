@@ -66,9 +66,14 @@ def test_prompt_longer_than_the_context_is_recorded_as_truncated(tiny, tmp_path)
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM not installed")
 def test_vllm_worker_matches_the_record_format(tiny, tmp_path):
-    req = GenerationRequest(model=tiny, tokenizer=tiny, prompts=_prompts(tiny, 4), output=str(tmp_path / "g.jsonl"),
-                            n=2, max_tokens=10)
-    rows = _read(generate(req, "vllm", progress=False))
+    # two requests (models) in one worker: each gets its own output file with all its prompts
+    reqs = [GenerationRequest(model=tiny, tokenizer=tiny, prompts=_prompts(tiny, count),
+                              output=str(tmp_path / name / "g.jsonl"), n=2, max_tokens=10)
+            for name, count in (("a", 4), ("b", 3))]
+    files = generate(reqs, "vllm", progress=False)
+    assert [f.parent.name for f in files] == ["a", "b"]
+    assert sorted(r["key"]["problem_id"] for r in _read(files[1:])) == ["p0", "p1", "p2"]
+    rows = _read(files[:1])
     assert sorted(r["key"]["problem_id"] for r in rows) == ["p0", "p1", "p2", "p3"]
     for r in rows:
         assert len(r["responses"]) == 2 and set(r["finish_reasons"]) <= {"stop", "length"}

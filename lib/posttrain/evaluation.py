@@ -185,13 +185,12 @@ def _current_records(path: Path, phash: str) -> dict[str, dict]:
 # ----------------------------------------------------------------------------------------------- stages
 
 
-def generate_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams, ckpt_dir: Path,
-                 engine: str | None = None, progress: bool = True) -> int:
-    """Generate the missing problems of every benchmark of one checkpoint in one engine session; returns how many."""
+def generation_request(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams, ckpt_dir: Path):
+    """The request for the problems of every benchmark of one checkpoint not yet generated, or None if all are."""
     from transformers import AutoTokenizer
 
     from posttrain.benchmarks import render_prompt
-    from posttrain.generation import GenerationRequest, generate
+    from posttrain.generation import GenerationRequest
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     _absorb_pending(ckpt_dir)
     todo: list[tuple[str, Problem, str]] = []
@@ -200,7 +199,7 @@ def generate_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalPara
         done = _current_records(ckpt_dir / f"{bench}.jsonl", phash)
         todo += [(bench, p, phash) for p in problems[bench] if p.id not in done]
     if not todo:
-        return 0
+        return None
     tok = AutoTokenizer.from_pretrained(job.tokenizer)
     prompts = []
     for bench, problem, phash in todo:
@@ -208,14 +207,30 @@ def generate_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalPara
         prompts.append({"prompt": text, "key": {"benchmark": bench, "problem_id": problem.id, "params_hash": phash,
                                                 "prompt": text}})
     s = params.sampling
-    req = GenerationRequest(model=job.path, tokenizer=job.tokenizer, prompts=prompts,
-                            output=str(ckpt_dir / PENDING / "gen.jsonl"), n=s.n, temperature=s.temperature,
-                            top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed, max_model_len=params.max_model_len,
-                            dtype=params.dtype, tensor_parallel_size=params.tensor_parallel_size,
-                            chunk_size=params.chunk_size)
-    generate(req, engine or params.engine, params.data_parallel_size, workdir=ckpt_dir / PENDING, progress=progress)
-    _absorb_pending(ckpt_dir)
-    return len(todo)
+    return GenerationRequest(model=job.path, tokenizer=job.tokenizer, prompts=prompts,
+                             output=str(ckpt_dir / PENDING / "gen.jsonl"), n=s.n, temperature=s.temperature,
+                             top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed, max_model_len=params.max_model_len,
+                             dtype=params.dtype, tensor_parallel_size=params.tensor_parallel_size,
+                             chunk_size=params.chunk_size)
+
+
+def generate_jobs(pending: list[tuple[EvalJob, Path]], problems: dict[str, ProblemSet], params: EvalParams,
+                  engine: str | None = None, progress: bool = True) -> int:
+    """Generate what is missing for all (job, checkpoint record dir) pairs in one engine session where the engine
+    allows (posttrain.generation); returns the number of problems generated."""
+    from posttrain.generation import generate
+    reqs = [(d, r) for job, d in pending if (r := generation_request(job, problems, params, d)) is not None]
+    if reqs:
+        generate([r for _, r in reqs], engine or params.engine, params.data_parallel_size, progress=progress)
+        for d, _ in reqs:
+            _absorb_pending(d)
+    return sum(len(r.prompts) for _, r in reqs)
+
+
+def generate_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams, ckpt_dir: Path,
+                 engine: str | None = None, progress: bool = True) -> int:
+    """Generate the missing problems of every benchmark of one checkpoint; returns how many."""
+    return generate_jobs([(job, ckpt_dir)], problems, params, engine, progress)
 
 
 def grade_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams, ckpt_dir: Path,
@@ -306,12 +321,15 @@ def run_evaluation(study: StudyParams, force: bool = False, jobs: list[EvalJob] 
     eval_dir = Path(study.run_dir) / "eval"
     problems = load_problems([b for j in jobs for b in j.benchmarks], params)
     results = []
-    for job in tqdm(jobs, desc="evaluate", disable=not progress):
-        ckpt_dir = eval_dir / job.model / job.checkpoint
-        if force:
+    if force:
+        for job in jobs:
+            ckpt_dir = eval_dir / job.model / job.checkpoint
             for f in list(ckpt_dir.glob("*.jsonl")) + list((ckpt_dir / PENDING).glob("*")):
                 f.unlink()
-        generate_job(job, problems, params, ckpt_dir, engine=engine, progress=progress)
+    generate_jobs([(job, eval_dir / job.model / job.checkpoint) for job in jobs], problems, params, engine=engine,
+                  progress=progress)
+    for job in tqdm(jobs, desc="grade + score", disable=not progress):
+        ckpt_dir = eval_dir / job.model / job.checkpoint
         grade_job(job, problems, params, ckpt_dir, progress=progress)
         results += score_job(job, problems, params, ckpt_dir)
         table = pd.DataFrame(results, columns=RESULT_COLUMNS)

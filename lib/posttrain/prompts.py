@@ -22,6 +22,13 @@ def math_sft_messages(problem: str, solution: str) -> list[dict]:
             {"role": "assistant", "content": solution}]
 
 
+def question_with_starter(question: str, starter_code: str = "") -> str:
+    """A code question with its starter code appended (how OCR-style prompts carry LeetCode signatures)."""
+    if not starter_code.strip():
+        return question
+    return f"{question}\n\nUse this starter code:\n```python\n{starter_code.rstrip()}\n```"
+
+
 def code_sft_messages(question: str, solution: str, language: str = "python") -> list[dict]:
     """A code SFT example as chat messages, in OpenCodeReasoning-II's prompt."""
     fence = {"python": "python", "cpp": "cpp", "c++": "cpp"}[language.lower()]
@@ -34,6 +41,9 @@ def code_sft_messages(question: str, solution: str, language: str = "python") ->
 MATH_EVAL_PROMPTS = {
     # Qwen2.5-Math "qwen-boxed" style: the instruction follows the problem in the user turn.
     "boxed": "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}.",
+    # OpenMathReasoning's own SFT prompt: evaluates a model in the format it was trained on (the miniature uses it:
+    # a 1M-parameter model does not generalize across instruction wordings; anchors §6.6 on this mismatch).
+    "omr": OMR_MATH_PROMPT,
 }
 LCB_SYSTEM = ("You are an expert Python programmer. You will be given a question (problem specification) and will "
               "generate a correct Python program that matches the specification and passes all tests.")
@@ -54,13 +64,24 @@ CODE_EVAL_PROMPTS = {
 }
 
 
+def _check_template(name: str, known: dict) -> None:
+    if name not in known:
+        raise ValueError(f"evaluate.prompts: unknown template {name!r}; known: {sorted(known)}")
+
+
 def math_eval_messages(problem: str, template: str = "boxed") -> list[dict]:
+    _check_template(template, MATH_EVAL_PROMPTS)
     return [{"role": "user", "content": MATH_EVAL_PROMPTS[template].format(problem=problem)}]
 
 
 def code_eval_messages(question: str, starter_code: str = "", template: str = "lcb",
                        system: bool = False) -> list[dict]:
-    """LCB prompt; `system=True` adds LCB's system message (off by default: our SFT data has no system turn)."""
+    """LCB prompt; `system=True` adds LCB's system message (off by default: our SFT data has no system turn).
+
+    template "ocr" is OpenCodeReasoning-II's SFT prompt, with the starter code appended to the question."""
+    if template == "ocr":
+        return code_sft_messages(question_with_starter(question, starter_code), "")[:1]
+    _check_template(template, CODE_EVAL_PROMPTS)
     t = CODE_EVAL_PROMPTS[template]
     user = (t["with_starter"].format(question=question, starter_code=starter_code) if starter_code.strip()
             else t["without_starter"].format(question=question))

@@ -18,7 +18,7 @@ from posttrain.mini.code_tasks import generate_code, lcb_row
 from posttrain.mini.corpus import build_corpus
 from posttrain.mini.math_tasks import generate_math
 from posttrain.params import MiniSetupParams, params_hash
-from posttrain.prompts import code_sft_messages, math_sft_messages
+from posttrain.prompts import code_sft_messages, math_sft_messages, question_with_starter
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 MATH_TRAIN_LEVELS, MATH_COMPETITION_LEVELS = (1, 2), (3,)
@@ -114,7 +114,8 @@ def build_mini_setup(setup: MiniSetupParams, run_dir: str | Path, force: bool = 
     counts = {
         "math_train": _write_jsonl(paths["math_train"], ({"messages": math_sft_messages(p.problem, p.solution)}
                                                          for p in tasks["math_train"])),
-        "code_train": _write_jsonl(paths["code_train"], ({"messages": code_sft_messages(t.question, t.solution)}
+        "code_train": _write_jsonl(paths["code_train"], ({"messages": code_sft_messages(
+            question_with_starter(t.question, t.starter_code), t.solution)}
                                                          for t in tasks["code_train"])),
         "mini_math": _write_jsonl(paths["mini_math"], (
             {"unique_id": f"mini_math_{i:04d}", "problem": p.problem, "answer": p.answer, "subject": p.family,
