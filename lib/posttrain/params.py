@@ -322,9 +322,11 @@ def load_study(path: str | Path, run_dir: str | None = None) -> StudyParams:
     data = _substitute(data, mapping)
     data["run_dir"] = str(resolved_run_dir)
     try:
-        return StudyParams.model_validate(data)
+        study = StudyParams.model_validate(data)
     except ValidationError as e:
         raise ParamsError(_format_errors(e, str(path))) from None
+    # Defaults may hold placeholders too (report.figures_dir): substitute over the validated whole once more.
+    return StudyParams.model_validate(_substitute(study.model_dump(), mapping))
 
 
 def params_hash(obj: BaseModel | dict) -> str:
