@@ -96,7 +96,10 @@ def plan_evaluations(study: StudyParams) -> list[EvalJob]:
         get_spec(b)  # unknown names fail here, before any engine starts
     jobs = []
     if params.models == "auto":
-        if params.base_model:
+        if isinstance(params.base_model, dict):  # one Base model per size (paper scale)
+            for size, path in params.base_model.items():
+                jobs += _checkpoint_jobs(f"base_{size}", "Base", size, None, path, "final", None, params)
+        elif params.base_model:
             sizes = sorted({r.size for r in study.sft})
             size = sizes[0] if len(sizes) == 1 else "?"
             jobs += _checkpoint_jobs("base", "Base", size, None, params.base_model, "final", None, params)
@@ -104,9 +107,10 @@ def plan_evaluations(study: StudyParams) -> list[EvalJob]:
             log.info("evaluate.base_model is not set: no Base arm in this evaluation")
         for run in study.sft:
             tok_fallback = run.model.tokenizer or run.model.name_or_path
-            if not Path(run.output_dir).exists():
-                raise FileNotFoundError(f"evaluate: SFT run {run.name!r}: output_dir {run.output_dir} does not exist "
-                                        "(run notebook 02 first)")
+            if not Path(run.output_dir).exists():  # a half-finished study still evaluates what exists
+                log.warning("evaluate: SFT run %r not evaluated: output_dir %s does not exist (not trained yet?)",
+                            run.name, run.output_dir)
+                continue
             jobs += _checkpoint_jobs(run.name, run.arm, run.size, run.domain, run.output_dir, params.checkpoints,
                                      tok_fallback, params)
     else:

@@ -169,7 +169,7 @@ class EvalModel(Strict):
 class EvalParams(Strict):
     # models: listed explicitly, or "auto" = Base (the 100% pre-training output or hub model) + every SFT run.
     models: list[EvalModel] | Literal["auto"] = "auto"
-    base_model: str | None = None  # auto mode: path of the Base arm's model
+    base_model: str | dict[str, str] | None = None  # auto mode: the Base arm's model, or {size: model} per size
     checkpoints: Literal["final", "all"] = "all"  # auto mode: which checkpoints of SFT runs to evaluate
     curve_benchmarks: list[str] | None = None  # benchmarks for non-final checkpoints; None = in-domain ones
     benchmarks: dict[Domain, list[str]]  # in-domain benchmarks per domain, e.g. {math: [math500, aime24]}
