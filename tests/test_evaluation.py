@@ -89,10 +89,12 @@ def test_plan_covers_base_checkpoints_and_cross_domain(tmp_path, tiny, data_dir)
     assert [(j.checkpoint, j.benchmarks) for j in plan_evaluations(no_cross)] == [("checkpoint-10", ["mini_math"])]
 
 
-def test_plan_errors_name_the_missing_run_and_unknown_benchmark(tmp_path, data_dir):
+def test_plan_skips_untrained_runs_by_name_and_rejects_unknown_benchmarks(tmp_path, data_dir, caplog):
+    # a half-finished study evaluates what exists; the run left out is named in a warning
     study = _study(tmp_path / "run", data_dir, sft=[_sft_run("math_0pre", "0%-Pre", "math", tmp_path / "nope")])
-    with pytest.raises(FileNotFoundError, match="math_0pre"):
-        plan_evaluations(study)
+    with caplog.at_level("WARNING", logger="posttrain.evaluation"):
+        assert plan_evaluations(study) == []
+    assert "math_0pre" in caplog.text and "does not exist" in caplog.text
     with pytest.raises(KeyError, match="mini_mth"):
         plan_evaluations(_study(tmp_path / "run", data_dir, benchmarks={"math": ["mini_mth"]}))
 
