@@ -16,7 +16,7 @@ import yaml
 from posttrain.models import tiny_qwen2_config, train_chatml_tokenizer
 from posttrain.params import REPO_ROOT, ParamsError, TrainParams, load_train_params
 from posttrain.training import (complete_checkpoints, is_done, launch_command, read_loss_log, resolve_schedule,
-                                run_training)
+                                run_training, train_runs)
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +121,18 @@ def test_sigkill_and_resume_matches_uninterrupted_run(setup):
     for r in log:
         assert r["loss"] == pytest.approx(expected[r["step"]], rel=1e-3, abs=1e-4), r["step"]
     assert json.loads((out / "done.json").read_text())["global_step"] == 24
+
+
+def test_train_runs_shares_one_process_and_keeps_a_log_per_run(setup, capsys):
+    runs = [TrainParams.model_validate(train_params(setup, name, max_steps=4, save_steps=4)) for name in ("r1", "r2")]
+    results = train_runs(runs)
+    assert [r["status"] for r in results] == ["done", "done"] and all(is_done(p) for p in runs)
+    assert [r["global_step"] for r in results] == [4, 4]
+    for name, other in (("r1", "r2"), ("r2", "r1")):
+        text = (setup / name / "train.log").read_text()
+        assert f"run: {name}" in text and f"run: {other}" not in text and f'"name": "{name}"' in text
+    assert capsys.readouterr().out.count("--params") >= 3  # both commands printed, then the one shared process
+    assert train_runs(runs) == results  # done with the same params hash: nothing retrained
 
 
 def test_paper_params_are_valid_and_divide_into_their_world_size():

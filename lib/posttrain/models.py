@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from pathlib import Path
 
 import torch
@@ -16,13 +15,13 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Qwen2Config
 
 from posttrain.params import ModelParams
+from posttrain.training import CHECKPOINT_RE
 
 log = logging.getLogger(__name__)
 
 # Embeddings, an untied lm_head and every tensor outside the decoder layers: N(0, EMBED_STD), the std Qwen2.5's
 # configs give as initializer_range, so only the decoder-layer linears differ between the init schemes.
 EMBED_STD = 0.02
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 def tiny_qwen2_config(vocab_size: int, hidden_size: int = 128, layers: int = 4, heads: int = 4, kv_heads: int = 2,

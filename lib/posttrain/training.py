@@ -1,33 +1,27 @@
-"""One training run (pre-training or SFT) with TRL's SFTTrainer, resumable, plus the command that launches it.
+"""Training runs (pre-training or SFT): the token-denominated schedule, the command that launches a run, and the
+loop the notebooks call. The run itself (TRL's SFTTrainer, resumable) is posttrain.trainer.
 
     python -m posttrain.training --params params/paper/sft_math_1.5b_0pre.yaml            # one process
+    python -m posttrain.training --params A.yaml --params B.yaml                           # several, one after another
     accelerate launch --config_file configs/accelerate/fsdp2.yaml -m posttrain.training --params FILE
     python -m posttrain.training --params FILE --print-launch                              # the accelerate command
 
-Writes to params.output_dir: checkpoint-N/ (model + tokenizer, loadable by from_pretrained and vLLM), loss.jsonl
-(step, loss, lr, tokens, grad_norm), data_stats.json (dropped long examples), params.resolved.yaml, and done.json with
-the params hash at the end. A restarted run continues from its latest complete checkpoint. Tests: tests/test_training.py.
+Outputs of a run (checkpoint-N/, loss.jsonl, data_stats.json, done.json): see posttrain.trainer.
+Tests: tests/test_training.py.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
-import torch
-from transformers import TrainerCallback, set_seed
-from trl import SFTConfig, SFTTrainer
-
-from posttrain.data import (DropCounter, ensure_chat_template, load_pretrain_text, load_sft_messages, tokenize_pretrain,
-                            tokenize_sft)
-from posttrain.models import CHECKPOINT_RE, build_model, build_tokenizer
 from posttrain.params import REPO_ROOT, TrainParams, dump_params, load_train_params, params_hash
 
 log = logging.getLogger(__name__)
@@ -36,6 +30,9 @@ LOSS_LOG = "loss.jsonl"
 DONE_MARKER = "done.json"
 DATA_STATS = "data_stats.json"
 ACCELERATE_CONFIGS = REPO_ROOT / "configs" / "accelerate"
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# A multi-run worker prints this line before each run, so train_runs can file its output in that run's train.log.
+RUN_MARKER = "[posttrain.training] run: "
 
 
 # ------------------------------------------------------------------------------------------------ schedule
@@ -69,97 +66,6 @@ def resolve_schedule(params: TrainParams, num_processes: int | None = None) -> d
             "max_steps": max_steps, "total_tokens": max_steps * tokens_per_step}
 
 
-def on_gpu(params: TrainParams) -> bool:
-    return torch.cuda.is_available() and not params.training.use_cpu
-
-
-def use_liger(params: TrainParams) -> bool:
-    installed = importlib.util.find_spec("liger_kernel") is not None
-    if params.training.use_liger == "on" and not installed:
-        raise ValueError("training.use_liger is 'on' but liger-kernel is not installed (pip install liger-kernel)")
-    return params.training.use_liger == "on" or (params.training.use_liger == "auto" and installed and on_gpu(params))
-
-
-def build_sft_config(params: TrainParams, schedule: dict) -> SFTConfig:
-    t = params.training
-    gpu = on_gpu(params)
-    bf16 = t.bf16 and gpu
-    if t.bf16 and not gpu:
-        log.info("training.bf16 ignored: no GPU (training in fp32 on the CPU)")
-    return SFTConfig(
-        output_dir=params.output_dir, max_steps=schedule["max_steps"], per_device_train_batch_size=t.per_device_batch_size,
-        gradient_accumulation_steps=schedule["gradient_accumulation_steps"], learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps,  # int steps (TRL reads < 1 as a ratio)
-        weight_decay=t.weight_decay, adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2, max_grad_norm=t.max_grad_norm,
-        optim="adamw_torch_fused" if gpu else "adamw_torch", bf16=bf16, fp16=False,
-        gradient_checkpointing=t.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False},
-        use_liger_kernel=use_liger(params), max_length=t.max_length, packing=t.packing,
-        # Pre-training splits long documents across packed rows; SFT drops over-long examples before packing.
-        packing_strategy="bfd_split" if t.stage == "pretrain" else "bfd", padding_free=t.packing,
-        # Labels (assistant-only mask included) are built in posttrain.data, so TRL only packs and collates.
-        assistant_only_loss=False, completion_only_loss=False,
-        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit, save_only_model=False,
-        logging_steps=t.logging_steps, logging_first_step=True, seed=t.seed, data_seed=t.seed, use_cpu=t.use_cpu,
-        include_num_input_tokens_seen="all", report_to="none", dataloader_num_workers=0,
-        ddp_find_unused_parameters=False, disable_tqdm=False)
-
-
-# ------------------------------------------------------------------------------------------------ callbacks
-
-
-class LossLog(TrainerCallback):
-    """Appends {step, loss, lr, tokens, grad_norm} to output_dir/loss.jsonl; on resume, first drops the lines a
-    killed run wrote after the checkpoint it resumes from, so the curve continues without duplicates."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero or not self.path.exists():
-            return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= state.global_step]
-        self.path.write_text("".join(line + "\n" for line in kept))
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs or "loss" not in logs:
-            return
-        row = {"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate"),
-               "tokens": logs.get("num_input_tokens_seen", state.num_input_tokens_seen),
-               "grad_norm": logs.get("grad_norm")}
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-
-
-class DataStatsWriter(TrainerCallback):
-    """Writes the drop counts (final for map-style data, running for streamed data) at each save and at the end."""
-
-    def __init__(self, path: Path, counter: DropCounter | None, extra: dict):
-        self.path, self.counter, self.extra = path, counter, extra
-
-    def write(self, state):
-        if state.is_world_process_zero:
-            stats = {**self.extra, **(self.counter.as_dict() if self.counter else {}), "step": state.global_step}
-            self.path.write_text(json.dumps(stats, indent=1))
-
-    def on_save(self, args, state, control, **kwargs):
-        self.write(state)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.write(state)
-
-
-class Trainer(SFTTrainer):
-    def save_model(self, output_dir=None, _internal_call=False):
-        """Also write consolidated weights under FSDP with a sharded state dict, so every checkpoint-N loads with
-        from_pretrained / vLLM (the sharded files stay for fast resume)."""
-        super().save_model(output_dir, _internal_call)
-        if self.is_fsdp_enabled and "FULL_STATE_DICT" not in str(self.accelerator.state.fsdp_plugin.state_dict_type):
-            state_dict = self.accelerator.get_state_dict(self.model)  # collective: every rank calls it
-            if self.args.should_save:
-                self._save(output_dir or self.args.output_dir, state_dict=state_dict)
-
-
 # ------------------------------------------------------------------------------------------------ run
 
 
@@ -181,59 +87,6 @@ def is_done(params: TrainParams) -> bool:
 def read_loss_log(output_dir: str | Path) -> list[dict]:
     path = Path(output_dir) / LOSS_LOG
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def build_dataset(params: TrainParams, tokenizer):
-    """Tokenized training data for the run's stage → (dataset, DropCounter or None)."""
-    if params.training.stage == "sft":
-        return tokenize_sft(load_sft_messages(params.data), tokenizer, params.training.max_length,
-                            params.training.assistant_only_loss)
-    return tokenize_pretrain(load_pretrain_text(params.data), tokenizer), None
-
-
-def run_training(params: TrainParams, resume: bool = True) -> dict:
-    """Train one run to completion; returns the done-marker summary. A finished run with the same params hash is
-    not retrained (delete its done.json, or pass resume=False, to train again from scratch)."""
-    if "{run_dir}" in params.output_dir:
-        raise ValueError(f"output_dir {params.output_dir!r} still holds '{{run_dir}}': pass --run-dir")
-    out = Path(params.output_dir)
-    if resume and is_done(params):
-        log.info("%s: done with the same params hash, skipping", params.name)
-        return json.loads((out / DONE_MARKER).read_text())
-    schedule = resolve_schedule(params)
-    out.mkdir(parents=True, exist_ok=True)
-    if int(os.environ.get("RANK", "0")) == 0:
-        dump_params(params, out / "params.resolved.yaml")
-        (out / DONE_MARKER).unlink(missing_ok=True)
-    set_seed(params.training.seed)
-
-    tokenizer = build_tokenizer(params.model)
-    if params.training.stage == "sft":
-        ensure_chat_template(tokenizer)
-    elif tokenizer.eos_token is None:
-        raise ValueError(f"tokenizer of {params.model.name_or_path} has no eos token (pre-training separates "
-                         "documents with it)")
-    model = build_model(params.model, dtype=None if on_gpu(params) else torch.float32)
-    if len(tokenizer) > model.config.vocab_size:
-        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
-                         f"{model.config.vocab_size}; fix model.config_overrides.vocab_size or the tokenizer")
-    dataset, counter = build_dataset(params, tokenizer)
-
-    config = build_sft_config(params, schedule)
-    trainer = Trainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                      callbacks=[LossLog(out / LOSS_LOG), DataStatsWriter(out / DATA_STATS, counter, schedule)])
-    checkpoints = complete_checkpoints(out) if resume else []
-    if checkpoints:
-        log.info("%s: resuming from %s", params.name, checkpoints[-1])
-    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
-
-    summary = {"params_hash": params_hash(params), "name": params.name, "global_step": trainer.state.global_step,
-               "train_loss": result.training_loss, "tokens": trainer.state.num_input_tokens_seen,
-               "final_checkpoint": str(out / f"checkpoint-{trainer.state.global_step}"), **schedule,
-               **({"data": counter.as_dict()} if counter else {})}
-    if trainer.is_world_process_zero():
-        (out / DONE_MARKER).write_text(json.dumps(summary, indent=1))
-    return summary
 
 
 # ------------------------------------------------------------------------------------------------ launching
@@ -268,34 +121,64 @@ def write_launch_params(params: TrainParams) -> Path:
     return path
 
 
+def run_training(params: TrainParams, resume: bool = True) -> dict:
+    """Train one run to completion in this process (posttrain.trainer.run_training); returns its done marker."""
+    from posttrain.trainer import run_training as run
+    return run(params, resume=resume)
+
+
 def train_runs(runs: list[TrainParams], force: bool = False) -> list[dict]:
-    """Run each training as a subprocess (its memory is freed when it exits), streaming its output; skip runs
-    already done with the same params hash unless `force` (then it retrains from scratch). Non-local backends are
-    printed, not run: launch them on the cluster (scripts/slurm_train.sh)."""
-    results = []
+    """Run the trainings that are not done yet, streaming their output; skip runs already done with the same params
+    hash unless `force` (then they retrain from scratch). Runs on the local backend go, one after another, through
+    a single subprocess (its memory is freed when it exits; one interpreter start and one torch/TRL import instead of
+    one per run). Non-local backends are printed, not run: launch them on the cluster (scripts/slurm_train.sh)."""
+    local = []
     for params in runs:
         path = write_launch_params(params)
-        cmd = launch_command(params, path) + (["--no-resume"] if force else [])
-        print(f"[{params.name}] {shlex.join(cmd)}")
+        print(f"[{params.name}] {shlex.join(launch_command(params, path) + (['--no-resume'] if force else []))}")
         if is_done(params) and not force:
             print(f"[{params.name}] done with the same params hash: skipped")
         elif params.launch.backend != "local":
             print(f"[{params.name}] backend {params.launch.backend!r}: run the command above on GPU machines")
-            results.append({"name": params.name, "status": "not run"})
-            continue
         else:
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "lib"), os.environ.get("PYTHONPATH", "")])}
-            with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc, \
-                    (Path(params.output_dir) / "train.log").open("a") as log_file:
-                for line in proc.stdout:
-                    log_file.write(line)
-                    print(line, end="")
-            if proc.returncode:
-                raise RuntimeError(f"training {params.name} failed (exit {proc.returncode}); see "
-                                   f"{params.output_dir}/train.log")
-        results.append({"name": params.name, "status": "done",
-                        **json.loads((Path(params.output_dir) / DONE_MARKER).read_text())})
+            local.append((params, path))
+    if local:
+        _run_local(local, force)
+    results = []
+    for params in runs:
+        marker = Path(params.output_dir) / DONE_MARKER
+        if params.launch.backend != "local" and not is_done(params):
+            results.append({"name": params.name, "status": "not run"})
+        else:
+            results.append({"name": params.name, "status": "done", **json.loads(marker.read_text())})
     return results
+
+
+def _run_local(runs: list[tuple[TrainParams, Path]], force: bool) -> None:
+    """One `python -m posttrain.training --params A --params B ...` process; its output goes to the notebook and to
+    each run's train.log (switched at the RUN_MARKER line the worker prints before each run)."""
+    cmd = [sys.executable, "-m", "posttrain.training"] + [a for _, path in runs for a in ("--params", str(path))]
+    cmd += ["--no-resume"] if force else []
+    logs = {params.name: Path(params.output_dir) / "train.log" for params, _ in runs}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "lib"), os.environ.get("PYTHONPATH", "")])}
+    print(f"[train_runs] {len(runs)} run(s) in one process: {shlex.join(cmd)}", flush=True)
+    current, log_file = runs[0][0], None
+    try:
+        with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+            for line in proc.stdout:
+                if line.startswith(RUN_MARKER):
+                    current = next(p for p, _ in runs if p.name == line[len(RUN_MARKER):].strip())
+                    if log_file:
+                        log_file.close()
+                    log_file = logs[current.name].open("a")
+                if log_file:
+                    log_file.write(line)
+                print(line, end="")
+    finally:
+        if log_file:
+            log_file.close()
+    if proc.returncode:
+        raise RuntimeError(f"training {current.name} failed (exit {proc.returncode}); see {current.output_dir}/train.log")
 
 
 def plot_loss_curves(runs: list[TrainParams], path: str | Path):
@@ -329,19 +212,23 @@ def data_stats_table(runs: list[TrainParams]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--params", required=True, help="a TrainParams YAML")
+    parser.add_argument("--params", required=True, action="append",
+                        help="a TrainParams YAML; repeat it to train several runs one after another in this process")
     parser.add_argument("--run-dir", default=None, help="substituted for {run_dir} in the YAML")
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and done marker")
     parser.add_argument("--print-launch", action="store_true", help="print the launch command and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    params = load_train_params(args.params, args.run_dir)
+    all_params = [load_train_params(path, args.run_dir) for path in args.params]  # every file checked before training
     if args.print_launch:
-        print(" ".join(shlex.quote(c) if not c.startswith("${") else c
-                       for c in launch_command(params, args.params, args.run_dir)))
+        for params, path in zip(all_params, args.params):
+            print(" ".join(shlex.quote(c) if not c.startswith("${") else c
+                           for c in launch_command(params, path, args.run_dir)))
         return
-    summary = run_training(params, resume=not args.no_resume)
-    print(json.dumps(summary))
+    for params in all_params:
+        print(f"{RUN_MARKER}{params.name}", flush=True)
+        summary = run_training(params, resume=not args.no_resume)
+        print(json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":

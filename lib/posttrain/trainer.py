@@ -1,0 +1,179 @@
+"""The training run itself: TRL's SFTTrainer on one params file, resumable (imported by posttrain.training only when a
+run starts, so notebooks and launchers do not pay for torch/transformers/TRL imports).
+
+Writes to params.output_dir: checkpoint-N/ (model + tokenizer, loadable by from_pretrained and vLLM), loss.jsonl
+(step, loss, lr, tokens, grad_norm), data_stats.json (dropped long examples), params.resolved.yaml, and done.json with
+the params hash at the end. A restarted run continues from its latest complete checkpoint. Tests: tests/test_training.py.
+"""
+from __future__ import annotations
+
+import gc
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback, set_seed
+from trl import SFTConfig, SFTTrainer
+
+from posttrain.data import (DropCounter, ensure_chat_template, load_pretrain_text, load_sft_messages, tokenize_pretrain,
+                            tokenize_sft)
+from posttrain.models import build_model, build_tokenizer
+from posttrain.params import TrainParams, dump_params, params_hash
+from posttrain.training import (DATA_STATS, DONE_MARKER, LOSS_LOG, complete_checkpoints, is_done,
+                                resolve_schedule)
+
+log = logging.getLogger(__name__)
+
+
+def on_gpu(params: TrainParams) -> bool:
+    return torch.cuda.is_available() and not params.training.use_cpu
+
+
+def use_liger(params: TrainParams) -> bool:
+    installed = importlib.util.find_spec("liger_kernel") is not None
+    if params.training.use_liger == "on" and not installed:
+        raise ValueError("training.use_liger is 'on' but liger-kernel is not installed (pip install liger-kernel)")
+    return params.training.use_liger == "on" or (params.training.use_liger == "auto" and installed and on_gpu(params))
+
+
+def build_sft_config(params: TrainParams, schedule: dict) -> SFTConfig:
+    t = params.training
+    gpu = on_gpu(params)
+    bf16 = t.bf16 and gpu
+    if t.bf16 and not gpu:
+        log.info("training.bf16 ignored: no GPU (training in fp32 on the CPU)")
+    return SFTConfig(
+        output_dir=params.output_dir, max_steps=schedule["max_steps"], per_device_train_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=schedule["gradient_accumulation_steps"], learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps,  # int steps (TRL reads < 1 as a ratio)
+        weight_decay=t.weight_decay, adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2, max_grad_norm=t.max_grad_norm,
+        optim="adamw_torch_fused" if gpu else "adamw_torch", bf16=bf16, fp16=False,
+        gradient_checkpointing=t.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False},
+        use_liger_kernel=use_liger(params), max_length=t.max_length, packing=t.packing,
+        # Pre-training splits long documents across packed rows; SFT drops over-long examples before packing.
+        packing_strategy="bfd_split" if t.stage == "pretrain" else "bfd", padding_free=t.packing,
+        # Labels (assistant-only mask included) are built in posttrain.data, so TRL only packs and collates.
+        assistant_only_loss=False, completion_only_loss=False,
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit, save_only_model=False,
+        logging_steps=t.logging_steps, logging_first_step=True, seed=t.seed, data_seed=t.seed, use_cpu=t.use_cpu,
+        include_num_input_tokens_seen="all", report_to="none", dataloader_num_workers=0,
+        ddp_find_unused_parameters=False, disable_tqdm=False)
+
+
+# ------------------------------------------------------------------------------------------------ callbacks
+
+
+class LossLog(TrainerCallback):
+    """Appends {step, loss, lr, tokens, grad_norm} to output_dir/loss.jsonl; on resume, first drops the lines a
+    killed run wrote after the checkpoint it resumes from, so the curve continues without duplicates."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero or not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= state.global_step]
+        self.path.write_text("".join(line + "\n" for line in kept))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        row = {"step": state.global_step, "loss": logs["loss"], "lr": logs.get("learning_rate"),
+               "tokens": logs.get("num_input_tokens_seen", state.num_input_tokens_seen),
+               "grad_norm": logs.get("grad_norm")}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+class DataStatsWriter(TrainerCallback):
+    """Writes the drop counts (final for map-style data, running for streamed data) at each save and at the end."""
+
+    def __init__(self, path: Path, counter: DropCounter | None, extra: dict):
+        self.path, self.counter, self.extra = path, counter, extra
+
+    def write(self, state):
+        if state.is_world_process_zero:
+            stats = {**self.extra, **(self.counter.as_dict() if self.counter else {}), "step": state.global_step}
+            self.path.write_text(json.dumps(stats, indent=1))
+
+    def on_save(self, args, state, control, **kwargs):
+        self.write(state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.write(state)
+
+
+class Trainer(SFTTrainer):
+    def save_model(self, output_dir=None, _internal_call=False):
+        """Also write consolidated weights under FSDP with a sharded state dict, so every checkpoint-N loads with
+        from_pretrained / vLLM (the sharded files stay for fast resume)."""
+        super().save_model(output_dir, _internal_call)
+        if self.is_fsdp_enabled and "FULL_STATE_DICT" not in str(self.accelerator.state.fsdp_plugin.state_dict_type):
+            state_dict = self.accelerator.get_state_dict(self.model)  # collective: every rank calls it
+            if self.args.should_save:
+                self._save(output_dir or self.args.output_dir, state_dict=state_dict)
+
+
+def build_dataset(params: TrainParams, tokenizer):
+    """Tokenized training data for the run's stage → (dataset, DropCounter or None)."""
+    if params.training.stage == "sft":
+        return tokenize_sft(load_sft_messages(params.data), tokenizer, params.training.max_length,
+                            params.training.assistant_only_loss)
+    return tokenize_pretrain(load_pretrain_text(params.data), tokenizer), None
+
+
+def run_training(params: TrainParams, resume: bool = True) -> dict:
+    """Train one run to completion; returns the done-marker summary. A finished run with the same params hash is
+    not retrained (delete its done.json, or pass resume=False, to train again from scratch)."""
+    if "{run_dir}" in params.output_dir:
+        raise ValueError(f"output_dir {params.output_dir!r} still holds '{{run_dir}}': pass --run-dir")
+    out = Path(params.output_dir)
+    if resume and is_done(params):
+        log.info("%s: done with the same params hash, skipping", params.name)
+        return json.loads((out / DONE_MARKER).read_text())
+    schedule = resolve_schedule(params)
+    out.mkdir(parents=True, exist_ok=True)
+    if int(os.environ.get("RANK", "0")) == 0:
+        dump_params(params, out / "params.resolved.yaml")
+        (out / DONE_MARKER).unlink(missing_ok=True)
+    set_seed(params.training.seed)
+
+    tokenizer = build_tokenizer(params.model)
+    if params.training.stage == "sft":
+        ensure_chat_template(tokenizer)
+    elif tokenizer.eos_token is None:
+        raise ValueError(f"tokenizer of {params.model.name_or_path} has no eos token (pre-training separates "
+                         "documents with it)")
+    model = build_model(params.model, dtype=None if on_gpu(params) else torch.float32)
+    if len(tokenizer) > model.config.vocab_size:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+                         f"{model.config.vocab_size}; fix model.config_overrides.vocab_size or the tokenizer")
+    dataset, counter = build_dataset(params, tokenizer)
+
+    config = build_sft_config(params, schedule)
+    trainer = Trainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                      callbacks=[LossLog(out / LOSS_LOG), DataStatsWriter(out / DATA_STATS, counter, schedule)])
+    checkpoints = complete_checkpoints(out) if resume else []
+    if checkpoints:
+        log.info("%s: resuming from %s", params.name, checkpoints[-1])
+    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+
+    summary = {"params_hash": params_hash(params), "name": params.name, "global_step": trainer.state.global_step,
+               "train_loss": result.training_loss, "tokens": trainer.state.num_input_tokens_seen,
+               "final_checkpoint": str(out / f"checkpoint-{trainer.state.global_step}"), **schedule,
+               **({"data": counter.as_dict()} if counter else {})}
+    if trainer.is_world_process_zero():
+        (out / DONE_MARKER).write_text(json.dumps(summary, indent=1))
+    # Several runs may share this process (posttrain.training.train_runs on a local backend): free this one's memory.
+    del trainer, model, dataset
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return summary
+
+
