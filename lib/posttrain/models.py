@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Qwen2Config
 
 from posttrain.params import ModelParams
-from posttrain.training import CHECKPOINT_RE
+from posttrain.training import complete_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,9 @@ def latest_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"model.checkpoint: {path} is not a directory")
-    steps = sorted((int(m.group(1)), p) for p in path.iterdir()
-                   if (m := CHECKPOINT_RE.match(p.name)) and (p / "trainer_state.json").is_file())
-    if steps:
-        return steps[-1][1]
+    checkpoints = complete_checkpoints(path)
+    if checkpoints:
+        return checkpoints[-1]
     if (path / "config.json").is_file():
         return path
     raise FileNotFoundError(f"model.checkpoint: {path} holds no checkpoint-N dir and no config.json "

@@ -144,20 +144,14 @@ def train_runs(runs: list[TrainParams], force: bool = False) -> list[dict]:
             local.append((params, path))
     if local:
         _run_local(local, force)
-    results = []
-    for params in runs:
-        marker = Path(params.output_dir) / DONE_MARKER
-        if params.launch.backend != "local" and not is_done(params):
-            results.append({"name": params.name, "status": "not run"})
-        else:
-            results.append({"name": params.name, "status": "done", **json.loads(marker.read_text())})
-    return results
+    return [{"name": p.name, "status": "done", **json.loads((Path(p.output_dir) / DONE_MARKER).read_text())}
+            if is_done(p) else {"name": p.name, "status": "not run"} for p in runs]
 
 
 def _run_local(runs: list[tuple[TrainParams, Path]], force: bool) -> None:
     """One `python -m posttrain.training --params A --params B ...` process; its output goes to the notebook and to
     each run's train.log (switched at the RUN_MARKER line the worker prints before each run)."""
-    cmd = [sys.executable, "-m", "posttrain.training"] + [a for _, path in runs for a in ("--params", str(path))]
+    cmd = launch_command(*runs[0]) + [a for _, path in runs[1:] for a in ("--params", str(path))]
     cmd += ["--no-resume"] if force else []
     logs = {params.name: Path(params.output_dir) / "train.log" for params, _ in runs}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "lib"), os.environ.get("PYTHONPATH", "")])}
