@@ -182,7 +182,7 @@ class EvalParams(Strict):
     data_parallel_size: int = Field(1, gt=0)
     max_model_len: int | None = None
     # Engine dtype; "auto" is vLLM's choice (it runs an fp32 checkpoint in bf16). CPUs without AVX-512 BF16
-    # generate ~1.5x faster in float32 (measured for the miniature: docs/evaluation.md).
+    # generate 1.5-1.7x faster in float32 (benchmarks/vllm_dtype.py, docs/evaluation.md).
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     chunk_size: int = Field(256, gt=0)  # prompts per engine call: records are appended after each chunk
     grade_timeout_s: float = Field(6.0, gt=0)
