@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import posttrain.generation as generation
-from posttrain.benchmarks import encode_lcb_tests
+from posttrain.eval_sets import encode_lcb_tests
 from posttrain.evaluation import (PENDING, RESULT_COLUMNS, competition_average, generate_job, generation_hash,
                                   graded_examples, load_problems, plan_evaluations, read_records, run_evaluation,
                                   score_job)

@@ -211,8 +211,8 @@ def test_setup_is_idempotent(built, capsys):
     assert "skipped" in capsys.readouterr().out and open(paths["mini_code"]).read() == before
 
 
-def test_benchmark_files_load_through_posttrain_benchmarks(built):
-    benchmarks = pytest.importorskip("posttrain.benchmarks")
+def test_benchmark_files_load_through_posttrain_eval_sets(built):
+    benchmarks = pytest.importorskip("posttrain.eval_sets")
     run_dir, paths = built
     for name, size in (("mini_math", 20), ("mini_math_competition", 20), ("mini_code", 20)):
         problems = benchmarks.load_benchmark(name, data_dir=paths["data_dir"])

@@ -16,7 +16,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from posttrain.benchmarks import COMPETITION_MATH, Problem, ProblemSet, get_spec, grading_item, load_benchmark
+from posttrain.eval_sets import COMPETITION_MATH, Problem, ProblemSet, get_spec, grading_item, load_benchmark
 from posttrain.params import EvalParams, StudyParams, params_hash
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def generation_request(job: EvalJob, problems: dict[str, ProblemSet], params: Ev
     """The request for the problems of every benchmark of one checkpoint not yet generated, or None if all are."""
     from transformers import AutoTokenizer
 
-    from posttrain.benchmarks import render_prompt
+    from posttrain.eval_sets import render_prompt
     from posttrain.generation import GenerationRequest
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     _absorb_pending(ckpt_dir)

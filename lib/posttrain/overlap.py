@@ -323,7 +323,7 @@ def lcb_windows(problems: pd.DataFrame, windows: Mapping[str, tuple[str, str]]) 
     """Counts of LiveCodeBench problems per date window and difficulty.
 
     `problems` has `contest_date` (or `contest_date_est`) and `difficulty` columns; `windows` maps a name to a
-    half-open [start, end) ISO-date pair, as posttrain.benchmarks defines them, e.g. {"v5": ("2024-08-01",
+    half-open [start, end) ISO-date pair, as posttrain.eval_sets defines them, e.g. {"v5": ("2024-08-01",
     "2025-02-01")}.
     """
     date_col = "contest_date" if "contest_date" in problems else "contest_date_est"

@@ -5,7 +5,7 @@
 
 Idempotent: a finished build leaves setup/setup.json with the params hash; the same params skip the work, other
 params rebuild from scratch. SFT rows use the SFT datasets' own prompts (posttrain.prompts), the same code path as
-the hub data; benchmark files use the local formats posttrain.benchmarks reads (mini_math*, mini_code).
+the hub data; benchmark files use the local formats posttrain.eval_sets reads (mini_math*, mini_code).
 """
 from __future__ import annotations
 

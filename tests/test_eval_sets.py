@@ -1,6 +1,6 @@
 """Benchmark registry and loaders: the real files in ../shared/data, an LCB-format fixture, prompt rendering.
 
-Run: PYTHONPATH=lib .venv/bin/python -m pytest tests/test_benchmarks.py -q
+Run: PYTHONPATH=lib .venv/bin/python -m pytest tests/test_eval_sets.py -q
 """
 import base64
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.benchmarks import (ASSERTS_PASSED, BENCHMARKS, SHARED_DATA_DIR, Problem, decode_lcb_tests,
+from posttrain.eval_sets import (ASSERTS_PASSED, BENCHMARKS, SHARED_DATA_DIR, Problem, decode_lcb_tests,
                                   encode_lcb_tests, grading_item, load_benchmark, prompt_messages, render_prompt)
 
 FIXTURES = Path(__file__).parent / "fixtures"
