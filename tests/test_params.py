@@ -89,3 +89,105 @@ evaluate: {benchmarks: {code: [mini_code]}}
     study = load_study(p, run_dir=str(tmp_path / "r"))
     assert study.sft[0].output_dir == f"{tmp_path}/r/sft/a"
     assert study.sft[0].model.checkpoint == f"{tmp_path}/r/pretrain/p"
+
+
+# ---------------------------------------------------------------------------------------------- layered params
+
+BASE_STUDY = """
+name: b
+x-training: &training {stage: sft, max_steps: 10, save_steps: 5}
+sft:
+  - {name: a, arm: 0%-Pre, size: mini, domain: math, output_dir: "{run_dir}/a",
+     model: {name_or_path: cfg, init: scratch}, data: {source: messages_jsonl, path: x.jsonl}, training: *training}
+  - {name: c, arm: 0%-Pre, size: mini, domain: code, output_dir: "{run_dir}/c",
+     model: {name_or_path: cfg, init: scratch}, data: {source: messages_jsonl, path: y.jsonl}, training: *training}
+evaluate: {benchmarks: {math: [mini_math], code: [mini_code]}, sampling: {n: 4, max_tokens: 64}}
+"""
+
+
+def _layered(tmp_path: Path, override: str) -> Path:
+    (tmp_path / "base.yaml").write_text(BASE_STUDY)
+    (tmp_path / "sub").mkdir(exist_ok=True)
+    p = tmp_path / "sub" / "over.yaml"
+    p.write_text("base: ../base.yaml\n" + override)
+    return p
+
+
+def test_override_merges_mappings_and_runs_by_name(tmp_path):
+    study = load_study(_layered(tmp_path, """
+name: o
+sft:
+  - {name: c, training: {max_steps: 3}}
+evaluate: {sampling: {n: 2}, limit: 5}
+"""))
+    a, c = study.sft
+    assert study.name == "o" and study.run_dir.endswith("runs/o")  # {name} substituted after the merge
+    assert (c.training.max_steps, c.training.save_steps, c.data.path) == (3, 5, "y.jsonl")
+    assert a.training.max_steps == 10  # the anchor a and c share in the base is not edited through c
+    assert (study.evaluate.sampling.n, study.evaluate.sampling.max_tokens, study.evaluate.limit) == (2, 64, 5)
+    assert study.evaluate.benchmarks == {"math": ["mini_math"], "code": ["mini_code"]}
+
+
+def test_override_replaces_plain_lists(tmp_path):
+    study = load_study(_layered(tmp_path, "evaluate: {benchmarks: {math: [mini_math_competition]}}\n"))
+    assert study.evaluate.benchmarks == {"math": ["mini_math_competition"], "code": ["mini_code"]}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("sft:\n  - {name: zz, training: {max_steps: 3}}\n", r"sft\.0: no run named 'zz'.*\['a', 'c'\]"),
+    ("sft:\n  - {training: {max_steps: 3}}\n", r"sft\.0: an override run needs the `name`"),
+    ("evaluate: {sampling: {n: 0}}\n", r"evaluate\.sampling\.n"),                # validated after the merge
+    ("sft:\n  - {name: a, training: {max_stepz: 3}}\n", r"sft\.0\.training\.max_stepz: unknown field"),
+])
+def test_override_errors_name_the_field(tmp_path, override, message):
+    with pytest.raises(ParamsError, match=message) as e:
+        load_study(_layered(tmp_path, override))
+    assert "over.yaml" in str(e.value)
+
+
+def test_base_errors(tmp_path):
+    with pytest.raises(ParamsError, match=r"p\.yaml: base \.\./nope\.yaml: params file not found"):
+        load_study(_write(tmp_path, "base: ../nope.yaml\n"))
+    with pytest.raises(ParamsError, match="base: expected the path"):
+        load_study(_write(tmp_path, "base: [a.yaml]\n"))
+    (tmp_path / "loop.yaml").write_text("base: p.yaml\n")
+    with pytest.raises(ParamsError, match="cycle"):
+        load_study(_write(tmp_path, "base: loop.yaml\n"))
+
+
+def test_smoke_is_mini_at_toy_size():
+    """smoke.yaml overrides sizes only: every run keeps mini's arm, model, data and LR recipe."""
+    mini, smoke = load_study(PARAMS / "mini.yaml", "/r"), load_study(PARAMS / "smoke.yaml", "/r")
+    assert [r.name for r in smoke.pretrain + smoke.sft] == [r.name for r in mini.pretrain + mini.sft]
+    for m, s in zip(mini.pretrain + mini.sft, smoke.pretrain + smoke.sft):
+        assert (s.arm, s.model, s.data, s.output_dir) == (m.arm, m.model, m.data, m.output_dir)
+        assert (s.training.learning_rate, s.training.lr_scheduler) == (m.training.learning_rate, m.training.lr_scheduler)
+        assert s.training.max_steps < m.training.max_steps
+    assert smoke.evaluate.benchmarks == mini.evaluate.benchmarks and smoke.evaluate.prompts == mini.evaluate.prompts
+
+
+# ---------------------------------------------------------------------------------------------- paper params
+
+
+def _paper_generator():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_paper_params", REPO_ROOT / "scripts" / "make_paper_params.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paper_params_are_the_generators_output():
+    gen = _paper_generator()
+    committed = {p.name for p in (PARAMS / "paper").glob("*.yaml") if not p.name.startswith("study")}
+    assert committed == set(gen.paper_files()), "params/paper/ holds files the generator does not write (or lacks some)"
+    assert gen.stale_files() == [], "run: .venv/bin/python scripts/make_paper_params.py (never edit them by hand)"
+
+
+def test_paper_params_check_names_an_edited_file(tmp_path):
+    gen = _paper_generator()
+    for name, text in gen.paper_files().items():
+        (tmp_path / name).write_text(text)
+    edited = tmp_path / "sft_code_7b_0pre.yaml"
+    edited.write_text(edited.read_text().replace("max_steps: 50000", "max_steps: 40000"))
+    assert gen.stale_files(tmp_path) == ["sft_code_7b_0pre.yaml"]

@@ -7,6 +7,9 @@ Two shapes share these schemas:
 Every field is declared; an unknown, missing or mistyped field raises `ParamsError` naming the file and the field.
 Strings may contain `{run_dir}` and `{repo}`, substituted at load time, so a study can point its SFT runs at its own
 pre-training outputs.
+A file may start from another: `base: mini.yaml` (relative to it) takes that file's params and merges this file's keys
+over them — mappings key by key, runs in `pretrain`/`sft` by their `name`, other values replaced (`merge_overrides`);
+`params/smoke.yaml` is written that way.
 """
 from __future__ import annotations
 
@@ -290,10 +293,81 @@ def _read_yaml(path: Path) -> dict:
     return {k: v for k, v in data.items() if not str(k).startswith("x-")}
 
 
+RUN_LISTS = ("pretrain", "sft")  # study keys holding runs: inline mappings or paths of TrainParams files
+
+
+def _inline_run_files(data: dict, path: Path) -> None:
+    """Replace each run given as a path (relative to `path`'s folder) by that file's mapping, in place."""
+    for stage in RUN_LISTS:
+        items = data.get(stage)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise ParamsError(f"{path}: {stage}: expected a list of runs")
+        for i, item in enumerate(items):
+            if isinstance(item, str):
+                sub = (path.parent / item) if not Path(item).is_absolute() else Path(item)
+                try:
+                    items[i] = _read_yaml(sub)
+                except ParamsError as e:
+                    raise ParamsError(f"{path}: {stage}.{i}: {e}") from None
+
+
+def _merge_runs(base: list, over: list, where: str) -> list:
+    """Runs of an override file change the base's runs of the same `name`; the base's order is kept."""
+    merged = list(base)
+    names = [r.get("name") if isinstance(r, dict) else None for r in base]
+    for i, run in enumerate(over):
+        if not isinstance(run, dict) or not isinstance(run.get("name"), str):
+            raise ParamsError(f"{where}.{i}: an override run needs the `name` of the base run it changes")
+        if run["name"] not in names:
+            raise ParamsError(f"{where}.{i}: no run named {run['name']!r} in the base file (runs there: "
+                              f"{[n for n in names if n]}); an override file changes runs, it does not add them")
+        j = names.index(run["name"])
+        merged[j] = merge_overrides(base[j], run, f"{where}.{j}")
+    return merged
+
+
+def merge_overrides(base: dict, over: dict, where: str = "") -> dict:
+    """`base` with `over` applied: mappings merge key by key (recursively), run lists (`pretrain`, `sft`) merge run
+    by run on `name`, anything else in `over` replaces the base's value. Builds new mappings: YAML anchors make
+    several runs share one mapping, which an in-place edit of one run would change for all of them."""
+    merged = dict(base)
+    for key, value in over.items():
+        here = f"{where}.{key}" if where else str(key)
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged[key] = merge_overrides(base[key], value, here)
+        elif key in RUN_LISTS and not where and isinstance(value, list) and isinstance(base.get(key), list):
+            merged[key] = _merge_runs(base[key], value, here)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_layered(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A params file's mapping; with a top-level `base: other.yaml` (relative to this file), that file's mapping
+    (itself possibly layered) with this file's keys merged over it (`merge_overrides`)."""
+    data = _read_yaml(path)
+    _inline_run_files(data, path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ParamsError(f"{path}: base: expected the path of a params YAML relative to this file, got {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in seen + (path.resolve(),):
+        raise ParamsError(f"{path}: base: {base} leads back to a file already in the chain (a cycle)")
+    try:
+        base_data = _read_layered(base_path, seen + (path.resolve(),))
+        return merge_overrides(base_data, data)
+    except ParamsError as e:
+        raise ParamsError(f"{path}: base {base}: {e}") from None
+
+
 def load_train_params(path: str | Path, run_dir: str | None = None) -> TrainParams:
     """Load and validate one training run's YAML."""
     path = Path(path)
-    data = _substitute(_read_yaml(path), {"repo": str(REPO_ROOT), **({"run_dir": run_dir} if run_dir else {})})
+    data = _substitute(_read_layered(path), {"repo": str(REPO_ROOT), **({"run_dir": run_dir} if run_dir else {})})
     try:
         return TrainParams.model_validate(data)
     except ValidationError as e:
@@ -303,24 +377,13 @@ def load_train_params(path: str | Path, run_dir: str | None = None) -> TrainPara
 def load_study(path: str | Path, run_dir: str | None = None) -> StudyParams:
     """Load and validate a study YAML; `pretrain`/`sft` items may be paths of TrainParams files (relative to it)."""
     path = Path(path)
-    data = _read_yaml(path)
+    data = _read_layered(path)
     name = data.get("name")
     if not isinstance(name, str):
         raise ParamsError(f"{path}: name: required, a string")
     resolved_run_dir = run_dir or _substitute(data.get("run_dir", "{repo}/runs/{name}"),
                                               {"repo": str(REPO_ROOT), "name": name})
     mapping = {"repo": str(REPO_ROOT), "name": name, "run_dir": str(resolved_run_dir)}
-    for stage in ("pretrain", "sft"):
-        items = data.get(stage) or []
-        if not isinstance(items, list):
-            raise ParamsError(f"{path}: {stage}: expected a list of runs")
-        for i, item in enumerate(items):
-            if isinstance(item, str):  # a path of a TrainParams YAML, relative to this file
-                sub = (path.parent / item) if not Path(item).is_absolute() else Path(item)
-                try:
-                    items[i] = _read_yaml(sub)
-                except ParamsError as e:
-                    raise ParamsError(f"{path}: {stage}.{i}: {e}") from None
     data = _substitute(data, mapping)
     data["run_dir"] = str(resolved_run_dir)
     try:
