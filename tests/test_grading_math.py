@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.grading.math import MathVerdict, extract_boxed, grade_math, grade_math_batch, grade_math_verdict
+from posttrain.grading.math import extract_boxed, grade_math, grade_math_batch, grade_math_verdict
+from posttrain.grading.verdict import Verdict
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 
@@ -187,7 +188,7 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def case_verdicts() -> list[MathVerdict]:
+def case_verdicts() -> list[Verdict]:
     return grade_math_batch([(_boxed(p), g) for p, g, _ in CASES], timeout_s=20)
 
 
@@ -292,7 +293,7 @@ def test_hmmt_answers_self_grade_and_reject_perturbations():
 # ------------------------------------------------------------------------------------------------------------
 def test_verdict_statuses():
     v = grade_math_verdict("The answer is 5.", "5")
-    assert v == MathVerdict(False, "no_answer", None, v.reason) and "boxed" in v.reason
+    assert v == Verdict(False, "no_answer", v.reason, None) and "boxed" in v.reason
     assert grade_math_verdict(r"\boxed{}", "5").status == "no_answer"
     assert grade_math_verdict(r"\boxed{5}", "").status == "error"
     assert grade_math_verdict(r"\boxed{5}", r"\frac{").status == "error"  # gold that cannot be parsed
@@ -353,7 +354,7 @@ def test_concurrent_threads_share_the_pool():
 def test_worker_killed_while_idle_is_replaced():
     from posttrain.grading import math as gm
     grade_math(r"\boxed{1}", "1")
-    for w in list(gm._POOL._idle):
+    for w in list(gm._POOL._idle):  # the pool of this module's worker processes
         w.proc.kill()
         w.proc.wait()
     assert grade_math(r"\boxed{2}", "2")

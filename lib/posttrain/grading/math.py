@@ -27,39 +27,25 @@ the main thread. So grading here is layered:
    at four fixed points, two of them with negative coordinates (so ``|x|`` != ``x``); ``math_verify.verify``
    (gold first) decides only where numbers cannot (undefined functions, relations).
 
-Steps 2-4 run in a persistent worker *process* (a plain ``python -c`` child on pipes, not fork/spawn of the
-caller), with Math-Verify's own timeouts off. The caller waits at most ``timeout_s`` per item and kills the worker
-on expiry (status ``timeout``), so grading is time-limited from any thread and never hangs; a replacement worker
-starts in the background. POSIX only (uses ``select`` on pipes).
+Steps 2-4 run in a persistent worker *process* (``math_worker.py``: a plain ``python -c`` child on pipes), with
+Math-Verify's own timeouts off. The caller waits at most ``timeout_s`` per item and kills the worker on expiry
+(status ``timeout``), so grading is time-limited from any thread and never hangs. Every function returns the shared
+``Verdict``; its ``status`` is one of STATUSES.
 """
 from __future__ import annotations
 
-import atexit
-import json
 import os
 import re
-import select
-import subprocess
-import sys
-import threading
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["MathVerdict", "extract_boxed", "grade_math", "grade_math_verdict", "grade_math_batch"]
+from .math_worker import WorkerError, WorkerPool, WorkerTimeout
+from .verdict import Verdict
+
+__all__ = ["STATUSES", "extract_boxed", "grade_math", "grade_math_verdict", "grade_math_batch"]
 
 STATUSES = ("correct", "wrong_answer", "no_answer", "timeout", "error")
 _MAX_ANSWER_CHARS = 20_000  # a longer "answer" is degenerate output; refusing it keeps the pipes and sympy sane
-_WORKER_START_TIMEOUT_S = 120.0
-
-
-@dataclass(frozen=True)
-class MathVerdict:
-    """Outcome of grading one response. `status` is one of STATUSES; `extracted` is the boxed text (or None)."""
-    correct: bool
-    status: str
-    extracted: str | None
-    reason: str
 
 
 # ============================================================================================================
@@ -143,21 +129,32 @@ def _boxes(text: str) -> list[tuple[int, int, str]]:
                 pos = m.end()
 
 
-def extract_boxed(text: str) -> str | None:
-    r"""The last complete ``\boxed{...}``/``\fbox{...}`` content of `text` (adjacent list boxes joined), or None."""
+def _answer_boxes(text: str) -> list[str]:
+    """Contents of the last box and of the boxes right before it that form one list answer with it, in order;
+    a box repeating an earlier one's text is dropped. Empty if there is no complete box."""
     if not text:
-        return None
+        return []
     boxes = _boxes(text)
     if not boxes:
-        return None
-    parts = [boxes[-1][2]]
+        return []
+    parts = [boxes[-1][2].strip()]
     for k in range(len(boxes) - 1, 0, -1):
         gap = text[boxes[k - 1][1]:boxes[k][0]]
         if not _JOIN_GAP_RE.fullmatch(gap):
             break
-        if boxes[k - 1][2].strip() != parts[0].strip():  # a repeated identical box is one answer, not a list
-            parts.insert(0, boxes[k - 1][2])
-    return ", ".join(p.strip() for p in parts)
+        content = boxes[k - 1][2].strip()
+        if content not in parts:  # a repeated identical box is one answer, not a list
+            parts.insert(0, content)
+    return parts
+
+
+def _join_boxes(parts: list[str]) -> str | None:
+    return ", ".join(parts) if parts else None
+
+
+def extract_boxed(text: str) -> str | None:
+    r"""The last complete ``\boxed{...}``/``\fbox{...}`` content of `text` (adjacent list boxes joined), or None."""
+    return _join_boxes(_answer_boxes(text))
 
 
 # ============================================================================================================
@@ -967,208 +964,55 @@ def _judge(pred: str, gold: str) -> tuple[bool, str, str]:
     return False, "wrong_answer", f"not equivalent ({gnode[0]} vs {_parse(pn)[0]})"
 
 
+
+def _same_value(a: str, b: str) -> bool:
+    """Two boxes of one response hold the same value (each read as the other's gold)."""
+    return _judge(a, b)[0] or _judge(b, a)[0]
+
+
+def _collapse_boxes(boxes: list[str]) -> str:
+    r"""The answer several adjacent boxes give: one value if they all agree (``\boxed{\frac65}`` or ``\boxed{1.2}``),
+    else the list of their distinct values, in order."""
+    distinct: list[str] = []
+    for box in boxes:
+        if not any(_same_value(box, d) for d in distinct):
+            distinct.append(box)
+    return boxes[-1] if len(distinct) == 1 else ", ".join(distinct)
+
+
+def worker_handler(request: dict) -> dict:
+    """One grading request, run inside a worker process: {"p": answer, "g": gold, "boxes": [...]} -> reply."""
+    pred = request["p"]
+    boxes = request.get("boxes") or []
+    if len(boxes) > 1:
+        pred = _collapse_boxes(boxes)
+    correct, status, reason = _judge(pred, request["g"])
+    return {"correct": bool(correct), "status": status, "reason": reason}
+
+
+# Each worker grades these before it declares itself ready, so no item pays the imports inside its timeout.
+WARMUP_REQUESTS = ({"p": r"\frac{1}{2}", "g": "0.5"}, {"p": "x^2-1", "g": "(x-1)(x+1)"})
+
+
 # ============================================================================================================
-# 5. Worker process and pool
+# 5. Public API: extraction here, comparison in a worker process with a hard timeout
 # ============================================================================================================
-def _worker_main() -> None:
-    """Worker loop: one JSON request per stdin line, one JSON reply per line on the original stdout."""
-    proto = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # anything a library prints goes to stderr, never into the protocol stream
-    import logging
-    for name in ("math_verify", "latex2sympy2_extended"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    try:  # a runaway expression should fail with MemoryError, not take the machine down
-        import resource
-        limit = 4 * 1024 ** 3
-        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        if soft == resource.RLIM_INFINITY or soft > limit:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    except (ImportError, ValueError, OSError):
-        pass
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
-    _judge(r"\frac{1}{2}", "0.5")  # warm the imports and the parser before declaring readiness
-    _judge(r"x^2-1", r"(x-1)(x+1)")
-    proto.write("READY\n")
-    for line in sys.stdin:
-        try:
-            req = json.loads(line)
-            correct, status, reason = _judge(req["p"], req["g"])
-            reply = {"correct": bool(correct), "status": status, "reason": reason}
-        except Exception as e:  # noqa: BLE001 - any failure is one item's "error", the worker lives on
-            reply = {"correct": False, "status": "error", "reason": f"{type(e).__name__}: {str(e)[:300]}"}
-        proto.write(json.dumps(reply) + "\n")
+_POOL = WorkerPool(__file__, "worker_handler")
 
 
-class _WorkerDied(RuntimeError):
-    pass
-
-
-_BOOTSTRAP = ("import importlib.util, sys\n"
-              "spec = importlib.util.spec_from_file_location('_posttrain_math_grader_worker', sys.argv[1])\n"
-              "mod = importlib.util.module_from_spec(spec)\n"
-              "sys.modules[spec.name] = mod\n"
-              "spec.loader.exec_module(mod)\n"
-              "mod._worker_main()\n")
-
-
-class _Worker:
-    """One grading subprocess. It loads this file directly (not the package), so it never imports torch."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _BOOTSTRAP, os.path.abspath(__file__)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None,
-                                     close_fds=True, start_new_session=True)
-        self._buf = b""
-        try:
-            line = self._readline(time.monotonic() + _WORKER_START_TIMEOUT_S)
-        except _WorkerDied:
-            line = "<exited>"
-        if line != "READY":
-            self.kill()
-            raise _WorkerDied(f"grading worker did not start (got {line!r})")
-
-    def _readline(self, deadline: float) -> str | None:
-        fd = self.proc.stdout.fileno()
-        while b"\n" not in self._buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
-                return None
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                raise _WorkerDied("grading worker exited")
-            self._buf += chunk
-        line, _, self._buf = self._buf.partition(b"\n")
-        return line.decode()
-
-    def request(self, pred: str, gold: str, timeout_s: float) -> dict | None:
-        """The worker's reply, or None on timeout (the caller must then kill this worker)."""
-        try:
-            self.proc.stdin.write((json.dumps({"p": pred, "g": gold}) + "\n").encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as e:
-            raise _WorkerDied(f"grading worker pipe closed: {e}") from e
-        line = self._readline(time.monotonic() + timeout_s)
-        return None if line is None else json.loads(line)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill(self) -> None:
-        try:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                f.close()
-            except Exception:  # noqa: BLE001
-                pass
-
-
-class _Pool:
-    """Workers shared by all threads of this process; each request holds one worker exclusively."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._idle: list[_Worker] = []
-        self._count = 0
-        self._pid = os.getpid()
-        self.max_workers = max(2, os.cpu_count() or 1)
-
-    def _check_fork(self) -> None:
-        if os.getpid() != self._pid:  # a forked child must not share its parent's pipes
-            self._idle, self._count, self._pid = [], 0, os.getpid()
-
-    def acquire(self, want: int | None = None) -> _Worker:
-        with self._cond:
-            self._check_fork()
-            if want:
-                self.max_workers = max(self.max_workers, want)
-            while True:
-                while self._idle:
-                    w = self._idle.pop()
-                    if w.alive():
-                        return w
-                    w.kill()  # died while idle (e.g. killed from outside): drop it
-                    self._count -= 1
-                if self._count < self.max_workers:
-                    self._count += 1
-                    break
-                self._cond.wait()
-        try:
-            return _Worker()
-        except BaseException:
-            with self._cond:
-                self._count -= 1
-                self._cond.notify()
-            raise
-
-    def release(self, worker: _Worker, healthy: bool) -> None:
-        if healthy and worker.alive():
-            with self._cond:
-                self._idle.append(worker)
-                self._cond.notify()
-            return
-        worker.kill()
-        with self._cond:
-            self._count -= 1
-            self._cond.notify()
-        # Start the replacement now, so the next item does not pay the start-up inside its own wait.
-        threading.Thread(target=self._prespawn, daemon=True).start()
-
-    def _prespawn(self) -> None:
-        with self._cond:
-            if self._count >= self.max_workers or self._idle:
-                return
-            self._count += 1
-        try:
-            w = _Worker()
-        except BaseException:  # noqa: BLE001 - the next acquire will try again and report
-            with self._cond:
-                self._count -= 1
-                self._cond.notify()
-            return
-        with self._cond:
-            self._idle.append(w)
-            self._cond.notify()
-
-    def shutdown(self) -> None:
-        with self._cond:
-            if os.getpid() != self._pid:
-                return
-            idle, self._idle = self._idle, []
-            self._count -= len(idle)
-        for w in idle:
-            w.kill()
-
-
-_POOL = _Pool()
-atexit.register(_POOL.shutdown)
-
-
-def _grade_extracted(extracted: str, gold: str, timeout_s: float, want_workers: int | None = None) -> MathVerdict:
+def _grade_extracted(extracted: str, boxes: list[str], gold: str, timeout_s: float,
+                     want_workers: int | None = None) -> Verdict:
     if len(extracted) > _MAX_ANSWER_CHARS or len(gold) > _MAX_ANSWER_CHARS:
-        return MathVerdict(False, "wrong_answer" if len(gold) <= _MAX_ANSWER_CHARS else "error", extracted,
-                           f"answer longer than {_MAX_ANSWER_CHARS} characters")
+        return Verdict(False, "wrong_answer" if len(gold) <= _MAX_ANSWER_CHARS else "error",
+                       f"answer longer than {_MAX_ANSWER_CHARS} characters", extracted)
+    request = {"p": extracted, "g": gold, "boxes": boxes if len(boxes) > 1 else []}
     try:
-        worker = _POOL.acquire(want_workers)
-    except Exception as e:  # noqa: BLE001
-        return MathVerdict(False, "error", extracted, f"grading worker unavailable: {e}")
-    healthy = False
-    try:
-        reply = worker.request(extracted, gold, timeout_s)
-        if reply is None:
-            return MathVerdict(False, "timeout", extracted, f"comparison exceeded {timeout_s:g} s; worker killed")
-        healthy = True
-        return MathVerdict(bool(reply["correct"]), reply["status"], extracted, reply["reason"])
-    except _WorkerDied as e:
-        return MathVerdict(False, "error", extracted, f"grading worker crashed: {e}")
-    finally:
-        _POOL.release(worker, healthy)
+        reply = _POOL.call(request, timeout_s, want_workers)
+    except WorkerTimeout:
+        return Verdict(False, "timeout", f"comparison exceeded {timeout_s:g} s; worker killed", extracted)
+    except WorkerError as e:
+        return Verdict(False, "error", f"grading worker failed: {e}", extracted)
+    return Verdict(bool(reply["correct"]), reply["status"], reply["reason"], extracted)
 
 
 def _gold_text(gold: str) -> str:
@@ -1177,18 +1021,25 @@ def _gold_text(gold: str) -> str:
     return (boxed if boxed is not None else gold).strip()
 
 
-def grade_math_verdict(response: str, gold: str, timeout_s: float = 5.0) -> MathVerdict:
+def _precheck(response: str, gold: str) -> tuple[Verdict | None, str | None, list[str], str]:
+    """(verdict if decided without a worker, extracted answer, its boxes, gold text)."""
+    gold = _gold_text(gold)
+    boxes = _answer_boxes(response or "")
+    extracted = _join_boxes(boxes)
+    if not gold:
+        return Verdict(False, "error", "gold answer is empty", extracted), extracted, boxes, gold
+    if extracted is None:
+        return Verdict(False, "no_answer", "no \\boxed{} answer in the response", None), None, boxes, gold
+    return None, extracted, boxes, gold
+
+
+def grade_math_verdict(response: str, gold: str, timeout_s: float = 5.0) -> Verdict:
     r"""Grade the last ``\boxed{}`` answer of `response` against `gold`; see the module docstring for the rules.
 
     Safe from any thread or process; the comparison is killed after `timeout_s` seconds (status "timeout").
     """
-    gold = _gold_text(gold)
-    extracted = extract_boxed(response or "")
-    if not gold:
-        return MathVerdict(False, "error", extracted, "gold answer is empty")
-    if extracted is None:
-        return MathVerdict(False, "no_answer", None, "no \\boxed{} answer in the response")
-    return _grade_extracted(extracted, gold, timeout_s)
+    verdict, extracted, boxes, gold = _precheck(response, gold)
+    return verdict or _grade_extracted(extracted, boxes, gold, timeout_s)
 
 
 def grade_math(response: str, gold: str, timeout_s: float = 5.0) -> bool:
@@ -1197,7 +1048,7 @@ def grade_math(response: str, gold: str, timeout_s: float = 5.0) -> bool:
 
 
 def grade_math_batch(pairs: list[tuple[str, str]], timeout_s: float = 5.0, num_workers: int | None = None,
-                     progress: bool = False) -> list[MathVerdict]:
+                     progress: bool = False) -> list[Verdict]:
     """Grade (response, gold) pairs in parallel worker processes; results keep the input order.
 
     Each item keeps its own `timeout_s`. `num_workers` defaults to the number of CPU cores.
@@ -1206,25 +1057,22 @@ def grade_math_batch(pairs: list[tuple[str, str]], timeout_s: float = 5.0, num_w
 
     pairs = list(pairs)
     n_workers = max(1, num_workers or os.cpu_count() or 1)
-    results: list[MathVerdict | None] = [None] * len(pairs)
+    results: list[Verdict | None] = [None] * len(pairs)
     todo = []
     for i, (response, gold) in enumerate(pairs):
-        g = _gold_text(gold)
-        extracted = extract_boxed(response or "")
-        if not g:
-            results[i] = MathVerdict(False, "error", extracted, "gold answer is empty")
-        elif extracted is None:
-            results[i] = MathVerdict(False, "no_answer", None, "no \\boxed{} answer in the response")
+        verdict, extracted, boxes, g = _precheck(response, gold)
+        if verdict is not None:
+            results[i] = verdict
         else:
-            todo.append((i, extracted, g))
+            todo.append((i, extracted, boxes, g))
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(pairs), desc="grading math", initial=len(pairs) - len(todo))
 
-    def run(item: tuple[int, str, str]) -> None:
-        i, extracted, g = item
-        results[i] = _grade_extracted(extracted, g, timeout_s, want_workers=n_workers)
+    def run(item: tuple[int, str, list[str], str]) -> None:
+        i, extracted, boxes, g = item
+        results[i] = _grade_extracted(extracted, boxes, g, timeout_s, want_workers=n_workers)
         if bar is not None:
             bar.update(1)
 
