@@ -172,10 +172,48 @@ _UNIT_WORDS = (r"cm|centimeters?|mm|millimeters?|m|meters?|metres?|km|kilometers
                r"|lbs?|liters?|litres?|l|ml|cups?|gallons?|ounces?|oz|people|persons?|students?|ways|times|points?")
 _PLAIN_FUNC_RE = re.compile(r"(?<![\\A-Za-z])(sqrt|exp|ln|log|sin|cos|tan|cot|sec|csc|arcsin|arccos|arctan|sinh|cosh"
                             r"|tanh|pi|infty)(?![A-Za-z])")
-_UNIT_TEXT_RE = re.compile(r"^(?P<val>.*\S)\s*\\text\s*\{\s*[A-Za-z][A-Za-z .\-']*\}\s*(?:\^\s*\{?\s*[23]\s*\}?)?$",
-                           re.S)
-_UNIT_PLAIN_RE = re.compile(rf"^(?P<val>.*(?:[\d}})]|\\[A-Za-z]+))\s+(?:{_UNIT_WORDS})(?:\s*\^\s*\{{?[23]\}}?)?$", re.S)
+# A unit power: "^2", "^{3}", "^{-1}".
+_UNIT_POW = r"(?:\s*\^\s*\{?\s*-?[123]\s*\}?)?"
+# One text unit ("\text{ cm}^2", "\text{km/h}", "\text{m/s^2}"); a compound unit is several joined by "/" or "\cdot".
+_TEXT_UNIT = rf"\\text\s*\{{\s*[A-Za-z][A-Za-z .\-'/]*{_UNIT_POW}\s*\}}{_UNIT_POW}"
+_UNIT_TEXT_RE = re.compile(rf"^(?P<val>.*?\S)\s*{_TEXT_UNIT}(?:\s*(?:/|\\cdot|\\times)?\s*{_TEXT_UNIT})*$", re.S)
+_PLAIN_UNIT = rf"(?:{_UNIT_WORDS}){_UNIT_POW}"
+_UNIT_PLAIN_RE = re.compile(rf"^(?P<val>.*(?:[\d}})]|\\[A-Za-z]+))\s+{_PLAIN_UNIT}(?:\s*/\s*{_PLAIN_UNIT})?$", re.S)
+# \mathrm{i} / \text{e}: upright i and e are the imaginary unit and Euler's number, not units.
+_UPRIGHT_CONST_RE = re.compile(r"\\(?:mathrm|text|textrm|textnormal|operatorname)\s*\{\s*([ie])\s*\}|\{\\rm\s+([ie])\s*\}")
 
+
+# Numbers written as words ("five", "twenty-one", "one hundred and five", "minus three"), up to the millions.
+_ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
+_TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_WORD_VALUE = {w: i for i, w in enumerate(_ONES)} | {w: 20 + 10 * i for i, w in enumerate(_TENS)}
+_SCALE = {"hundred": 100, "thousand": 1000, "million": 10 ** 6}
+_W_SEP = r"(?:\s*-\s*|\s+)"
+_W_1_99 = rf"(?:(?:{'|'.join(_TENS)})(?:{_W_SEP}(?:{'|'.join(_ONES[1:10])}))?|{'|'.join(reversed(_ONES[1:]))})"
+_W_1_999 = rf"(?:{_W_1_99}\s+hundred(?:\s+(?:and\s+)?{_W_1_99})?|{_W_1_99})"
+_W_AND = r"(?:,?\s+(?:and\s+)?)"
+_NUMBER_PHRASE_RE = re.compile(
+    rf"(?<![A-Za-z\\])(?<![A-Za-z]-)(?:(?:negative|minus)\s+)?(?:zero|{_W_1_999}\s+million(?:{_W_AND}{_W_1_999}\s+thousand)?"
+    rf"(?:{_W_AND}{_W_1_999})?|{_W_1_999}\s+thousand(?:{_W_AND}{_W_1_999})?|{_W_1_999})(?![A-Za-z]|-[A-Za-z])", re.I)
+
+
+def _number_phrase_digits(m: re.Match) -> str:
+    """The digits of a number phrase matched by _NUMBER_PHRASE_RE (its grammar guarantees the words combine)."""
+    words = re.findall(r"[a-z]+", m.group(0).lower())
+    sign = "-" if words[0] in ("negative", "minus") else ""
+    total = group = 0
+    for w in words:
+        if w in _WORD_VALUE:
+            group += _WORD_VALUE[w]
+        elif w == "hundred":
+            group *= 100
+        elif w in _SCALE:
+            total, group = total + group * _SCALE[w], 0
+    return f"{sign}{total + group}"
+
+
+_ARTICLE_RE = re.compile(r"^(?:the|an?)\s+(?=\S)", re.I)
 
 def _unwrap_cmd(s: str, cmd_re: re.Pattern[str]) -> str:
     r"""Replace every ``\cmd{X}`` matched by cmd_re (which ends at the ``{``) with X, braces balanced."""
@@ -232,6 +270,8 @@ def _normalize(s: str) -> str:
     s = re.sub(r"\\rangle(?![A-Za-z])", ")", s)
     s = re.sub(r"\\[dtc]frac(?![A-Za-z])", r"\\frac", s)
     s = re.sub(r"\\[dt]binom(?![A-Za-z])", r"\\binom", s)
+    s = _UPRIGHT_CONST_RE.sub(lambda m: m.group(1) or m.group(2), s)
+    s = re.sub(r"\\imath(?![A-Za-z])", "i", s)
     s = _TEXT_CMD_RE.sub(r"\\text{", s)
     # Degrees, percent and currency carry no value for grading.
     s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ(?![A-Za-z])|\\degree(?![A-Za-z])", "", s)
@@ -253,6 +293,7 @@ def _normalize(s: str) -> str:
             continue
         break
     s = _unwrap_cmd(s, re.compile(r"\\text\s*\{"))
+    s = _NUMBER_PHRASE_RE.sub(_number_phrase_digits, s)
     s = re.sub(r"(?<=[\w})\]])\s+(?:and|or)\s+(?=[-+\w\\(\[{])", ", ", s)
     s = _fix_fracs_sqrt(s)
     s = re.sub(r"\s+", " ", s).strip()
@@ -422,7 +463,10 @@ def _text_answer(raw: str) -> str | None:
     m = _TEXT_GOLD_RE.fullmatch(raw.strip().strip("$").strip())
     if not m or sum(ch.isalpha() for ch in m.group(1)) < 2:
         return None
-    return re.sub(r"\s+", " ", m.group(1)).strip().lower()
+    words = re.sub(r"\s+", " ", m.group(1)).strip().lower()
+    if _NUMBER_PHRASE_RE.fullmatch(words):  # "\text{five}" is the number 5
+        return None
+    return _ARTICLE_RE.sub("", words)
 
 
 def _plain_text(raw: str) -> str:
@@ -430,7 +474,7 @@ def _plain_text(raw: str) -> str:
     s = _unwrap_cmd(_TEXT_CMD_RE.sub(r"\\text{", s), re.compile(r"\\text\s*\{"))
     s = s.replace("$", "").replace("\\ ", " ")
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip().lower()
-    return re.sub(r"^the\s+", "", s)
+    return _ARTICLE_RE.sub("", s)
 
 
 # ============================================================================================================
@@ -649,10 +693,69 @@ def _as_fraction(v) -> Fraction | None:
     return Fraction(int(man)) * Fraction(2) ** int(exp)
 
 
-# Fixed "random" evaluation points: distinct per symbol, away from 0 and +-1. Two are positive, two have negative
-# coordinates so that |x| != x and \sqrt{x^2} != x (identities that hold only for positive values fail too).
+_MAX_EXACT_BITS = 4_000_000  # an exact power bigger than this is left to numbers (and to the timeout)
+
+
+def _exact_rational(expr) -> Fraction | None:
+    """Exact value of a constant built from rationals by +, *, integer powers, factorials and binomials, or None.
+
+    The parser leaves ``\\frac{2^{2005}+1}{3\\cdot 2^{2006}}`` unevaluated; 60-digit numbers cannot tell it from 1/6.
+    """
+    sympy = _sympy_mod()[0]
+    if isinstance(expr, sympy.Rational):
+        return Fraction(int(expr.p), int(expr.q))
+    if isinstance(expr, (sympy.Add, sympy.Mul)):
+        parts = [_exact_rational(a) for a in expr.args]
+        if any(p is None for p in parts):
+            return None
+        out = Fraction(0) if isinstance(expr, sympy.Add) else Fraction(1)
+        for p in parts:
+            out = out + p if isinstance(expr, sympy.Add) else out * p
+        return out
+    if isinstance(expr, sympy.Pow) and isinstance(expr.exp, sympy.Integer):
+        base = _exact_rational(expr.base)
+        e = int(expr.exp)
+        if base is None or (base == 0 and e < 0):
+            return None
+        bits = max(base.numerator.bit_length(), base.denominator.bit_length(), 1)
+        return base ** e if bits * abs(e) <= _MAX_EXACT_BITS else None
+    if isinstance(expr, (sympy.factorial, sympy.binomial)) and all(
+            isinstance(a, sympy.Integer) and 0 <= a <= 20_000 for a in expr.args):
+        value = expr.func(*expr.args)  # evaluated now: small integer arguments only
+        return Fraction(int(value)) if isinstance(value, sympy.Integer) else None
+    return None
+
+
+def _digits(v: Fraction) -> int:
+    return len(str(abs(v.numerator))) + len(str(v.denominator))
+
+
+def _constant_eq(G, P) -> bool:
+    """Two constants: exactly when both are rational, else numerically at a precision that separates
+    neighbouring integers of their size (so a 59-digit integer never equals its successor)."""
+    mpmath = _sympy_mod()[1]
+    rg, rp = _exact_rational(G), _exact_rational(P)
+    if rg is not None and rp is not None:
+        return rg == rp
+    a, b = _mpc(G), _mpc(P)
+    if a is None or b is None:
+        return _mv_verify(G, P)
+    if not _close(a, b, 1e-40):
+        return False
+    magnitude = int(mpmath.log10(max(abs(a), abs(b)))) if max(abs(a), abs(b)) > 1 else 0
+    need = max([magnitude] + [_digits(r) for r in (rg, rp) if r is not None])
+    if need <= 20:
+        return True
+    a, b = _mpc(G, need + 60), _mpc(P, need + 60)
+    return a is not None and b is not None and _close(a, b, mpmath.mpf(10) ** -(need + 40))
+
+
+# Fixed "random" evaluation points: distinct per symbol, away from 0 and +-1. Four are positive (so identities that
+# need a positive variable, like \sqrt{1/n} = 1/\sqrt{n}, have real points to be checked at), two have negative
+# coordinates so that |x| != x and \sqrt{x^2} != x.
 _POINTS = [(1.37, 2.11, 0.59, 1.73, 2.89, 0.83), (0.71, 1.53, 2.47, 0.93, 1.19, 2.31),
-           (-2.23, 0.67, -1.29, 2.71, -0.77, 1.61), (-1.91, -2.57, -0.87, -1.43, -2.03, -0.53)]
+           (-2.23, 0.67, -1.29, 2.71, -0.77, 1.61), (-1.91, -2.57, -0.87, -1.43, -2.03, -0.53),
+           (3.41, 0.47, 4.13, 2.63, 0.39, 3.07), (5.23, 3.37, 1.87, 4.61, 3.53, 0.73)]
 
 
 def _point_values(expr_a, expr_b):
@@ -673,9 +776,47 @@ def _symbols(expr) -> set[str]:
     return {s.name for s in getattr(expr, "free_symbols", set())}
 
 
+def _is_real(v) -> bool:
+    return v.imag == 0 or abs(v.imag) <= 1e-45 * abs(v)
+
+
+def _positive_identity(G, P, thorough: bool) -> bool:
+    """G - P is 0 for positive values of every variable, shown by sympy (auto-evaluation and expand; with
+    `thorough`, simplify as well, which can be slow, so only when the numbers could not decide)."""
+    sympy = _sympy_mod()[0]
+    try:
+        pos = {sym: sympy.Symbol(sym.name, positive=True) for sym in G.free_symbols | P.free_symbols}
+        diff = G.xreplace(pos) - P.xreplace(pos)
+        if diff == 0 or sympy.expand(diff) == 0:
+            return True
+        return thorough and sympy.count_ops(diff) <= 60 and sympy.simplify(diff) == 0
+    except Exception:
+        return False
+
+
+def _function_eq(G, P) -> bool:
+    """Expressions in free variables: equal where both are real and defined.
+
+    At the fixed points where both values are real, they must agree (a disagreement there is decisive). With two
+    or more such points that suffices; otherwise sympy's proof for positive variables, then the complex values.
+    """
+    pts = [(a, b) for a, b in _point_values(G, P) if a is not None and b is not None]
+    real = [(a, b) for a, b in pts if _is_real(a) and _is_real(b)]
+    if not all(_close(a, b, 1e-30) for a, b in real):
+        return False
+    if len(real) >= 2 or _positive_identity(G, P, thorough=False):
+        return True
+    if len(pts) >= 2:
+        return all(_close(a, b, 1e-30) for a, b in pts)
+    return _positive_identity(G, P, thorough=True) or _mv_verify(G, P)
+
+
 def _expr_eq(G, P) -> bool:
     """Value equality of two parsed expressions (gold first)."""
     sympy = _sympy_mod()[0]
+    if isinstance(G, sympy.Basic) and isinstance(P, sympy.Basic) and (G.has(sympy.zoo, sympy.nan) or
+                                                                       P.has(sympy.zoo, sympy.nan)):
+        return False  # "1:00" and "12:00" both parse to zoo: a parse of a non-number, never a value to compare
     try:
         if G == P:
             return True
@@ -688,17 +829,11 @@ def _expr_eq(G, P) -> bool:
         return all(_expr_eq(a, b) for a, b in zip(G, P))
     if not (isinstance(G, sympy.Expr) and isinstance(P, sympy.Expr)):
         return _mv_verify(G, P)
-    if G.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan) or P.has(sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
+    if G.has(sympy.oo, -sympy.oo) or P.has(sympy.oo, -sympy.oo):
         return False  # structural equality was checked above; infinities are not compared numerically
     if not G.free_symbols and not P.free_symbols:
-        a, b = _mpc(G), _mpc(P)
-        if a is not None and b is not None:
-            return _close(a, b, 1e-40)
-        return _mv_verify(G, P)
-    pts = [(a, b) for a, b in _point_values(G, P) if a is not None and b is not None]
-    if len(pts) >= 2:
-        return all(_close(a, b, 1e-30) for a, b in pts)
-    return _mv_verify(G, P)
+        return _constant_eq(G, P)
+    return _function_eq(G, P)
 
 
 def _mv_verify(G, P, allow_set_relation_comp: bool = False) -> bool:
@@ -726,6 +861,9 @@ def _leaf_eq(g: str, p: str, ctx: _Ctx) -> bool:
     # One side a decimal literal, the other an exact constant such as \sqrt{2}: the literal rule applies.
     for lit, other in ((gn, P), (pn, G)):
         if lit is not None and lit.decimal and not getattr(other, "free_symbols", True):
+            exact = _exact_rational(other)
+            if exact is not None:
+                return _literal_matches(lit, exact)
             a, b = _mpc(other), _mpc(G if other is P else P)
             if a is not None and b is not None and _close(a, b, 1e-40):
                 return True  # exactly the literal's value, e.g. "0.2" against \sqrt{0.04}
@@ -816,7 +954,17 @@ def _equation_eq(g: tuple, p: tuple, ctx: _Ctx) -> bool:
     if ge:  # gold "x = 5", prediction "5"
         return _is_var_lhs(ge[0]) and len(ge) == 2 and _eq(_parse(ge[1]), p, ctx)
     # gold "5", prediction "x = 5" or "a+b = 2+3 = 5": the value is the last right-hand side
-    return _is_symbolic_lhs(pe[0]) and _eq(g, _parse(pe[-1]), ctx)
+    if _is_symbolic_lhs(pe[0]):
+        return _eq(g, _parse(pe[-1]), ctx)
+    # "1 + 11 + 37 = 49": a worked computation, right only if every side is a constant with the gold's value
+    return _is_constant_chain(pe) and all(_eq(g, _parse(side), ctx) for side in pe)
+
+
+def _is_constant_chain(sides: list[str]) -> bool:
+    """Every side of an equation parses to a number-valued expression with no variables."""
+    sympy = _sympy_mod()[0]
+    exprs = [_to_sympy(side) for side in sides]
+    return all(isinstance(e, sympy.Expr) and not e.free_symbols for e in exprs)
 
 
 def _node_to_set(node: tuple):
@@ -839,13 +987,35 @@ def _node_to_set(node: tuple):
             return expr.as_set()
         except Exception:
             return None
-    if kind == "list" and all(n[0] == "rel" for n in node[1]):  # "x < 1 or x > 2"
+    if kind == "list" and any(n[0] == "rel" for n in node[1]):  # "x < 1 or x > 2", "0 < x < 36, x \neq 9"
         sets = [_node_to_set(n) for n in node[1]]
-        return None if any(s is None for s in sets) else sympy.Union(*sets)
+        return None if any(s is None for s in sets) else _combine_conditions(node[1], sets)
     if kind == "leaf":
         v = _to_sympy(node[1])
         return v if isinstance(v, sympy.Set) else None
     return None
+
+
+def _is_exclusion(node: tuple) -> bool:
+    """A condition that only excludes values: ``x \\neq 9``."""
+    rels = _REL_RE.findall(node[1]) if node[0] == "rel" else []
+    return bool(rels) and all(r in ("\\neq", "\\ne") for r in rels)
+
+
+def _combine_conditions(items: list[tuple], sets: list):
+    """The solution set of a list of conditions. Normalization turned "and", "or" and commas all into commas, so
+    the reading is chosen by meaning: exclusions (``x \\neq 9``) always restrict; the other conditions hold
+    together (``x > 0, x < 5``) unless that leaves nothing, in which case they are alternatives (``x < 2, x > 3``).
+    """
+    sympy = _sympy_mod()[0]
+    exclusions = [st for n, st in zip(items, sets) if _is_exclusion(n)]
+    conditions = [st for n, st in zip(items, sets) if not _is_exclusion(n)]
+    base = sympy.S.Reals
+    if conditions:
+        base = sympy.Intersection(*conditions)
+        if base.is_empty:
+            base = sympy.Union(*conditions)
+    return sympy.Intersection(base, *exclusions) if exclusions else base
 
 
 def _set_eq(g: tuple, p: tuple) -> bool:
