@@ -1,6 +1,6 @@
 """posttrain.models: tiny configs, depth-scaled init statistics, build_model for every init, packed attention.
 
-Run: PYTHONPATH=lib .venv/bin/python -m pytest tests/test_models.py -x -q   (CPU, tiny models, ~15 s)
+Run: .venv/bin/python -m pytest tests/test_models.py -x -q   (CPU, tiny models, ~15 s)
 """
 import math
 
@@ -8,9 +8,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from posttrain.models import (build_model, build_tokenizer, depth_scale_bound, depth_scaled_init_, latest_checkpoint,
-                              tiny_qwen2_config, train_chatml_tokenizer)
-from posttrain.params import ModelParams, TrainParams
+from posttrain.models import (build_model, build_tokenizer, depth_scale_bound, depth_scaled_init_, tiny_qwen2_config,
+                              train_chatml_tokenizer)
+from posttrain.params import ModelParams, RunParams
+from posttrain.runs import latest_checkpoint
 from transformers import AutoModelForCausalLM
 
 
@@ -107,7 +108,7 @@ def test_params_error_names_the_field():
            "model": {"name_or_path": "m", "init": "scratch", "depth_scaled_init": "xavier"},
            "data": {"source": "messages_jsonl"}, "training": {"stage": "sft"}}
     with pytest.raises(ValidationError) as err:
-        TrainParams.model_validate(bad)
+        RunParams.model_validate(bad)
     assert err.value.error_count() == 1 and err.value.errors()[0]["loc"] == ("model", "depth_scaled_init")
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.params import REPO_ROOT, ParamsError, TrainParams, load_study, load_train_params, params_hash
+from posttrain.params import REPO_ROOT, ParamsError, RunParams, load_study, load_run_params, params_hash
 
 PARAMS = REPO_ROOT / "params"
 
@@ -27,8 +27,8 @@ training: {stage: sft, max_steps: 10}
 
 
 def test_train_params_load(tmp_path):
-    p = load_train_params(_write(tmp_path, TRAIN_OK))
-    assert isinstance(p, TrainParams) and p.training.learning_rate == 3.0e-4
+    p = load_run_params(_write(tmp_path, TRAIN_OK))
+    assert isinstance(p, RunParams) and p.training.learning_rate == 3.0e-4
 
 
 @pytest.mark.parametrize("edit, field", [
@@ -41,20 +41,20 @@ def test_train_params_load(tmp_path):
 ])
 def test_train_params_errors_name_the_field(tmp_path, edit, field):
     with pytest.raises(ParamsError) as e:
-        load_train_params(_write(tmp_path, TRAIN_OK.replace(*edit)))
+        load_run_params(_write(tmp_path, TRAIN_OK.replace(*edit)))
     assert field in str(e.value) and "p.yaml" in str(e.value)
 
 
 def test_lora_refusal_says_why(tmp_path):
     with pytest.raises(ParamsError, match="frozen random weights"):
-        load_train_params(_write(tmp_path, TRAIN_OK.replace("init: scratch", "init: scratch, lora: {r: 8}")))
+        load_run_params(_write(tmp_path, TRAIN_OK.replace("init: scratch", "init: scratch, lora: {r: 8}")))
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
-        load_train_params(tmp_path / "nope.yaml")
+        load_run_params(tmp_path / "nope.yaml")
     with pytest.raises(ParamsError, match="not valid YAML"):
-        load_train_params(_write(tmp_path, "a: [1,"))
+        load_run_params(_write(tmp_path, "a: [1,"))
 
 
 @pytest.mark.parametrize("path", sorted(PARAMS.glob("*.yaml")) + sorted((PARAMS / "paper").glob("study*.yaml")),
@@ -68,7 +68,7 @@ def test_shipped_studies_validate(path):
 @pytest.mark.parametrize("path", sorted(p for p in (PARAMS / "paper").glob("*.yaml") if not p.name.startswith("study")),
                          ids=lambda p: p.name)
 def test_shipped_paper_runs_validate(path):
-    run = load_train_params(path, run_dir="runs/paper")
+    run = load_run_params(path, run_dir="runs/paper")
     assert run.size in {"1.5B", "3B", "7B", "14B"}
 
 

@@ -1,9 +1,8 @@
 """posttrain.training: token-denominated schedule, launch commands, a learning run, and SIGKILL + resume.
 
-Run: PYTHONPATH=lib .venv/bin/python -m pytest tests/test_training.py -x -q   (CPU, tiny models, ~60 s)
+Run: .venv/bin/python -m pytest tests/test_training.py -x -q   (CPU, tiny models, ~60 s)
 """
 import json
-import os
 import random
 import signal
 import subprocess
@@ -14,9 +13,10 @@ import pytest
 import yaml
 
 from posttrain.models import tiny_qwen2_config, train_chatml_tokenizer
-from posttrain.params import REPO_ROOT, ParamsError, TrainParams, load_train_params
-from posttrain.training import (complete_checkpoints, is_done, launch_command, read_loss_log, resolve_schedule,
-                                run_training, train_runs)
+from posttrain.params import REPO_ROOT, ParamsError, RunParams, load_run_params
+from posttrain.runs import is_done, list_checkpoints, read_loss_log, resolve_schedule
+from posttrain.trainer import train_in_process
+from posttrain.training import launch_command, train_runs
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def train_params(setup, out: str, **training) -> dict:
 
 
 def test_schedule_from_tokens():
-    p = TrainParams.model_validate({**train_params_stub(), "training": {
+    p = RunParams.model_validate({**train_params_stub(), "training": {
         "stage": "sft", "max_length": 32768, "tokens_per_step": 2 * 1024 * 1024, "max_steps": None,
         "token_budget": 10 * 10**9}})
     s = resolve_schedule(p, num_processes=8)
@@ -64,26 +64,27 @@ def train_params_stub() -> dict:
 
 
 def test_launch_commands(tmp_path):
-    local = TrainParams.model_validate({**train_params_stub(), "training": {"stage": "sft"}})
-    assert launch_command(local, "p.yaml") == [sys.executable, "-m", "posttrain.training", "--params", "p.yaml"]
-    multi = TrainParams.model_validate({**train_params_stub(), "training": {"stage": "sft"},
+    local = RunParams.model_validate({**train_params_stub(), "training": {"stage": "sft"}})
+    assert launch_command(local, "p.yaml") == [sys.executable, "-m", "posttrain.trainer", "--params", "p.yaml"]
+    multi = RunParams.model_validate({**train_params_stub(), "training": {"stage": "sft"},
                                         "launch": {"backend": "fsdp2", "num_machines": 4, "gpus_per_machine": 8}})
     cmd = launch_command(multi, "p.yaml")
-    assert cmd[:4] == ["accelerate", "launch", "--config_file", str(REPO_ROOT / "configs/accelerate/fsdp2.yaml")]
+    assert cmd[:5] == [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                       str(REPO_ROOT / "configs/accelerate/fsdp2.yaml")]
     assert cmd[cmd.index("--num_processes") + 1] == "32" and cmd[cmd.index("--machine_rank") + 1] == "${MACHINE_RANK}"
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**train_params_stub(), "training": {"stage": "sft", "learning_rat": 1e-4}}))
     with pytest.raises(ParamsError, match="training.learning_rat: unknown field"):
-        load_train_params(bad)
+        load_run_params(bad)
 
 
 def test_loss_falls_and_outputs_are_complete(setup):
-    params = TrainParams.model_validate(train_params(setup, "learn", max_steps=40, save_steps=20))
-    summary = run_training(params)
+    params = RunParams.model_validate(train_params(setup, "learn", max_steps=40, save_steps=20))
+    summary = train_in_process(params)
     losses = [r["loss"] for r in read_loss_log(params.output_dir)]
     assert len(losses) == 40 and sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5
     assert is_done(params) and summary["global_step"] == 40
-    assert [p.name for p in complete_checkpoints(params.output_dir)] == ["checkpoint-20", "checkpoint-40"]
+    assert [p.name for _, p in list_checkpoints(params.output_dir)] == ["checkpoint-20", "checkpoint-40"]
     stats = json.loads((setup / "learn" / "data_stats.json").read_text())
     assert stats["examples_seen"] == 400 and stats["dropped_too_long"] == 0
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,20 +92,19 @@ def test_loss_falls_and_outputs_are_complete(setup):
     assert AutoTokenizer.from_pretrained(ckpt).eos_token == "<|im_end|>"
     assert AutoModelForCausalLM.from_pretrained(ckpt).config.eos_token_id == AutoTokenizer.from_pretrained(
         ckpt).eos_token_id
-    assert run_training(params) == summary  # finished with the same params hash: skipped
+    assert train_in_process(params) == summary  # finished with the same params hash: skipped
 
 
 def test_sigkill_and_resume_matches_uninterrupted_run(setup):
-    reference = TrainParams.model_validate(train_params(setup, "reference"))
-    run_training(reference)
+    reference = RunParams.model_validate(train_params(setup, "reference"))
+    train_in_process(reference)
     expected = {r["step"]: r["loss"] for r in read_loss_log(reference.output_dir)}
 
     params_path = setup / "killed.yaml"
     params_path.write_text(yaml.safe_dump(train_params(setup, "killed")))
     out = setup / "killed"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "lib")}
-    cmd = [sys.executable, "-m", "posttrain.training", "--params", str(params_path)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "posttrain.trainer", "--params", str(params_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (out / "checkpoint-8" / "trainer_state.json").exists():
         assert proc.poll() is None and time.time() < deadline, "training exited or stalled before checkpoint-8"
@@ -112,10 +112,10 @@ def test_sigkill_and_resume_matches_uninterrupted_run(setup):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "done.json").exists(), "the run finished before the kill: the test proved nothing"
-    resumed_from = complete_checkpoints(out)[-1].name
+    resumed_from = list_checkpoints(out)[-1][1].name
     assert int(resumed_from.split("-")[1]) < 24
 
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = read_loss_log(out)
     assert [r["step"] for r in log] == list(range(1, 25))  # continuous, no duplicated steps
     for r in log:
@@ -124,7 +124,7 @@ def test_sigkill_and_resume_matches_uninterrupted_run(setup):
 
 
 def test_train_runs_shares_one_process_and_keeps_a_log_per_run(setup, capsys):
-    runs = [TrainParams.model_validate(train_params(setup, name, max_steps=4, save_steps=4)) for name in ("r1", "r2")]
+    runs = [RunParams.model_validate(train_params(setup, name, max_steps=4, save_steps=4)) for name in ("r1", "r2")]
     results = train_runs(runs)
     assert [r["status"] for r in results] == ["done", "done"] and all(is_done(p) for p in runs)
     assert [r["global_step"] for r in results] == [4, 4]
@@ -137,7 +137,7 @@ def test_train_runs_shares_one_process_and_keeps_a_log_per_run(setup, capsys):
 
 def test_paper_params_are_valid_and_divide_into_their_world_size():
     files = sorted((REPO_ROOT / "params" / "paper").glob("*_*.yaml"))
-    runs = [load_train_params(f) for f in files if f.name.startswith(("sft_", "pretrain_"))]
+    runs = [load_run_params(f) for f in files if f.name.startswith(("sft_", "pretrain_"))]
     assert len([r for r in runs if r.training.stage == "sft"]) == 24
     assert len([r for r in runs if r.training.stage == "pretrain"]) == 4
     for r in runs:

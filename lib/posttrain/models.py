@@ -15,7 +15,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Qwen2Config
 
 from posttrain.params import ModelParams
-from posttrain.training import complete_checkpoints
+from posttrain.runs import latest_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +39,6 @@ def tiny_qwen2_config(vocab_size: int, hidden_size: int = 128, layers: int = 4, 
                        num_attention_heads=heads, num_key_value_heads=kv_heads, intermediate_size=intermediate,
                        max_position_embeddings=max_pos, tie_word_embeddings=tie_word_embeddings,
                        initializer_range=EMBED_STD, **overrides)
-
-
-def latest_checkpoint(path: str | Path) -> Path:
-    """`path` itself if it is a model dir, else its complete checkpoint-N with the largest N; a clear error if none.
-
-    Complete = trainer_state.json present: the Trainer writes it last, so a run killed mid-save leaves it out."""
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"model.checkpoint: {path} is not a directory")
-    checkpoints = complete_checkpoints(path)
-    if checkpoints:
-        return checkpoints[-1]
-    if (path / "config.json").is_file():
-        return path
-    raise FileNotFoundError(f"model.checkpoint: {path} holds no checkpoint-N dir and no config.json "
-                            "(has its training run saved a checkpoint yet?)")
 
 
 def _decoder_layers(model: nn.Module) -> nn.ModuleList:

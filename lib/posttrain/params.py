@@ -1,7 +1,7 @@
 """Experiment params: one YAML per experiment, validated before anything runs.
 
 Two shapes share these schemas:
-- `TrainParams`: one training run (pre-training or SFT), e.g. `params/paper/sft_math_1.5b_0pre.yaml`.
+- `RunParams`: one training run (pre-training or SFT), e.g. `params/paper/sft_math_1.5b_0pre.yaml`.
 - `StudyParams`: a whole study (setup → pretrain → sft → evaluate → report), e.g. `params/mini.yaml`.
 
 Every field is declared; an unknown, missing or mistyped field raises `ParamsError` naming the file and the field.
@@ -84,6 +84,7 @@ class DataParams(Strict):
 
 
 class TrainingParams(Strict):
+    # The `training:` section of a RunParams: stage, optimizer, schedule in tokens, precision, checkpointing.
     stage: Literal["pretrain", "sft"]
     max_length: int = Field(32768, gt=0)
     learning_rate: float = Field(3.0e-4, gt=0)
@@ -125,7 +126,8 @@ class LaunchParams(Strict):
     gpus_per_machine: int = Field(1, gt=0)
 
 
-class TrainParams(Strict):
+class RunParams(Strict):
+    # One training run (a params/paper/*.yaml file, or an item of a study's pretrain/sft list); see posttrain.runs.
     name: str
     arm: Arm
     size: str  # "1.5B", ..., "mini"
@@ -240,8 +242,8 @@ class StudyParams(Strict):
     run_dir: str = "{repo}/runs/{name}"
     setup: MiniSetupParams | None = None
     explore: ExploreParams = ExploreParams()
-    pretrain: list[TrainParams] = []
-    sft: list[TrainParams] = []
+    pretrain: list[RunParams] = []
+    sft: list[RunParams] = []
     evaluate: EvalParams
     report: ReportParams = ReportParams()
 
@@ -293,7 +295,7 @@ def _read_yaml(path: Path) -> dict:
     return {k: v for k, v in data.items() if not str(k).startswith("x-")}
 
 
-RUN_LISTS = ("pretrain", "sft")  # study keys holding runs: inline mappings or paths of TrainParams files
+RUN_LISTS = ("pretrain", "sft")  # study keys holding runs: inline mappings or paths of RunParams files
 
 
 def _inline_run_files(data: dict, path: Path) -> None:
@@ -364,18 +366,18 @@ def _read_layered(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise ParamsError(f"{path}: base {base}: {e}") from None
 
 
-def load_train_params(path: str | Path, run_dir: str | None = None) -> TrainParams:
+def load_run_params(path: str | Path, run_dir: str | None = None) -> RunParams:
     """Load and validate one training run's YAML."""
     path = Path(path)
     data = _substitute(_read_layered(path), {"repo": str(REPO_ROOT), **({"run_dir": run_dir} if run_dir else {})})
     try:
-        return TrainParams.model_validate(data)
+        return RunParams.model_validate(data)
     except ValidationError as e:
         raise ParamsError(_format_errors(e, str(path))) from None
 
 
 def load_study(path: str | Path, run_dir: str | None = None) -> StudyParams:
-    """Load and validate a study YAML; `pretrain`/`sft` items may be paths of TrainParams files (relative to it)."""
+    """Load and validate a study YAML; `pretrain`/`sft` items may be paths of RunParams files (relative to it)."""
     path = Path(path)
     data = _read_layered(path)
     name = data.get("name")

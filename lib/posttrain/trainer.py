@@ -1,12 +1,17 @@
-"""The training run itself: TRL's SFTTrainer on one params file, resumable (imported by posttrain.training only when a
-run starts, so notebooks and launchers do not pay for torch/transformers/TRL imports).
+"""One training run in this process: TRL's SFTTrainer on one params file, resumable. This is the program that
+`accelerate launch` (or plain python) runs on every rank; posttrain.training builds that command and never imports
+this module, so notebooks and launchers do not pay for torch/transformers/TRL imports.
 
-Writes to params.output_dir: checkpoint-N/ (model + tokenizer, loadable by from_pretrained and vLLM), loss.jsonl
-(step, loss, lr, tokens, grad_norm), data_stats.json (dropped long examples), params.resolved.yaml, and done.json with
-the params hash at the end. A restarted run continues from its latest complete checkpoint. Tests: tests/test_training.py.
+    python -m posttrain.trainer --params FILE [--params FILE2 ...] [--run-dir DIR] [--no-resume]
+    accelerate launch --config_file configs/accelerate/fsdp2.yaml -m posttrain.trainer --params FILE
+
+Writes the run's outputs (layout and names in posttrain.runs): checkpoint-N/ (model + tokenizer, loadable by
+from_pretrained and vLLM), loss.jsonl, data_stats.json, params.resolved.yaml, and the done marker at the end. A
+restarted run continues from its latest complete checkpoint. Tests: tests/test_training.py.
 """
 from __future__ import annotations
 
+import argparse
 import gc
 import importlib.util
 import json
@@ -21,25 +26,25 @@ from trl import SFTConfig, SFTTrainer
 from posttrain.data import (DropCounter, ensure_chat_template, load_pretrain_text, load_sft_messages, tokenize_pretrain,
                             tokenize_sft)
 from posttrain.models import build_model, build_tokenizer
-from posttrain.params import TrainParams, dump_params, params_hash
-from posttrain.training import (DATA_STATS, DONE_MARKER, LOSS_LOG, complete_checkpoints, is_done,
-                                resolve_schedule)
+from posttrain.params import RunParams, dump_params, load_run_params, params_hash
+from posttrain.runs import (DATA_STATS, DONE_MARKER, LOSS_LOG, RESOLVED_PARAMS, RUN_MARKER, checkpoint_dir,
+                            list_checkpoints, read_done, resolve_schedule, write_done)
 
 log = logging.getLogger(__name__)
 
 
-def on_gpu(params: TrainParams) -> bool:
+def on_gpu(params: RunParams) -> bool:
     return torch.cuda.is_available() and not params.training.use_cpu
 
 
-def use_liger(params: TrainParams) -> bool:
+def use_liger(params: RunParams) -> bool:
     installed = importlib.util.find_spec("liger_kernel") is not None
     if params.training.use_liger == "on" and not installed:
         raise ValueError("training.use_liger is 'on' but liger-kernel is not installed (pip install liger-kernel)")
     return params.training.use_liger == "on" or (params.training.use_liger == "auto" and installed and on_gpu(params))
 
 
-def build_sft_config(params: TrainParams, schedule: dict) -> SFTConfig:
+def build_sft_config(params: RunParams, schedule: dict) -> SFTConfig:
     t = params.training
     gpu = on_gpu(params)
     bf16 = t.bf16 and gpu
@@ -119,7 +124,7 @@ class Trainer(SFTTrainer):
                 self._save(output_dir or self.args.output_dir, state_dict=state_dict)
 
 
-def build_dataset(params: TrainParams, tokenizer):
+def build_dataset(params: RunParams, tokenizer):
     """Tokenized training data for the run's stage → (dataset, DropCounter or None)."""
     if params.training.stage == "sft":
         return tokenize_sft(load_sft_messages(params.data), tokenizer, params.training.max_length,
@@ -127,19 +132,21 @@ def build_dataset(params: TrainParams, tokenizer):
     return tokenize_pretrain(load_pretrain_text(params.data), tokenizer), None
 
 
-def run_training(params: TrainParams, resume: bool = True) -> dict:
-    """Train one run to completion; returns the done-marker summary. A finished run with the same params hash is
-    not retrained (delete its done.json, or pass resume=False, to train again from scratch)."""
+def train_in_process(params: RunParams, resume: bool = True) -> dict:
+    """Train one run to completion in this process (every rank of a distributed job calls it); returns the
+    done-marker summary. A finished run with the same params hash is not retrained (delete its done.json, or pass
+    resume=False, to train again from scratch)."""
     if "{run_dir}" in params.output_dir:
         raise ValueError(f"output_dir {params.output_dir!r} still holds '{{run_dir}}': pass --run-dir")
     out = Path(params.output_dir)
-    if resume and is_done(params):
+    done = read_done(params) if resume else None
+    if done is not None:
         log.info("%s: done with the same params hash, skipping", params.name)
-        return json.loads((out / DONE_MARKER).read_text())
+        return done
     schedule = resolve_schedule(params)
     out.mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", "0")) == 0:
-        dump_params(params, out / "params.resolved.yaml")
+        dump_params(params, out / RESOLVED_PARAMS)
         (out / DONE_MARKER).unlink(missing_ok=True)
     set_seed(params.training.seed)
 
@@ -158,17 +165,17 @@ def run_training(params: TrainParams, resume: bool = True) -> dict:
     config = build_sft_config(params, schedule)
     trainer = Trainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                       callbacks=[LossLog(out / LOSS_LOG), DataStatsWriter(out / DATA_STATS, counter, schedule)])
-    checkpoints = complete_checkpoints(out) if resume else []
+    checkpoints = list_checkpoints(out) if resume else []
     if checkpoints:
-        log.info("%s: resuming from %s", params.name, checkpoints[-1])
-    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
+        log.info("%s: resuming from %s", params.name, checkpoints[-1][1])
+    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1][1]) if checkpoints else None)
 
     summary = {"params_hash": params_hash(params), "name": params.name, "global_step": trainer.state.global_step,
                "train_loss": result.training_loss, "tokens": trainer.state.num_input_tokens_seen,
-               "final_checkpoint": str(out / f"checkpoint-{trainer.state.global_step}"), **schedule,
+               "final_checkpoint": str(checkpoint_dir(out, trainer.state.global_step)), **schedule,
                **({"data": counter.as_dict()} if counter else {})}
     if trainer.is_world_process_zero():
-        (out / DONE_MARKER).write_text(json.dumps(summary, indent=1))
+        write_done(out, summary)
     # Several runs may share this process (posttrain.training.train_runs on a local backend): free this one's memory.
     del trainer, model, dataset
     gc.collect()
@@ -177,3 +184,20 @@ def run_training(params: TrainParams, resume: bool = True) -> dict:
     return summary
 
 
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--params", required=True, action="append",
+                        help="a RunParams YAML; repeat it to train several runs one after another in this process")
+    parser.add_argument("--run-dir", default=None, help="substituted for {run_dir} in the YAML")
+    parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and done marker")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    all_params = [load_run_params(path, args.run_dir) for path in args.params]  # every file checked before training
+    for params in all_params:
+        print(f"{RUN_MARKER}{params.name}", flush=True)
+        summary = train_in_process(params, resume=not args.no_resume)
+        print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()

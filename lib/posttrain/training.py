@@ -1,133 +1,153 @@
-"""Training runs (pre-training or SFT): the token-denominated schedule, the command that launches a run, and the
-loop the notebooks call. The run itself (TRL's SFTTrainer, resumable) is posttrain.trainer.
+"""Launching training runs (pre-training or SFT): the command that runs one, checks that its accelerate config will
+do what its params ask, and the loop the notebooks call. No torch import; the run itself is posttrain.trainer, a
+separate program on every rank, and a run's outputs are read through posttrain.runs.
 
-    python -m posttrain.training --params params/paper/sft_math_1.5b_0pre.yaml            # one process
-    python -m posttrain.training --params A.yaml --params B.yaml                           # several, one after another
-    accelerate launch --config_file configs/accelerate/fsdp2.yaml -m posttrain.training --params FILE
-    python -m posttrain.training --params FILE --print-launch                              # the accelerate command
+    python -m posttrain.training --params params/paper/sft_math_1.5b_0pre.yaml    # launch as the params say, wait
+    python -m posttrain.training --params FILE --print-launch                     # print that command only
 
-Outputs of a run (checkpoint-N/, loss.jsonl, data_stats.json, done.json): see posttrain.trainer.
-Tests: tests/test_training.py.
+Notebooks: `train_runs(runs)`, `plot_loss_curves(runs, path)`, `data_stats_table(runs)`. Tests:
+tests/test_training.py, tests/test_scaleout.py.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import os
-import re
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from posttrain.params import REPO_ROOT, TrainParams, dump_params, load_train_params, params_hash
+import yaml
+
+from posttrain.params import REPO_ROOT, RunParams, dump_params, load_run_params
+from posttrain.runs import (LAUNCH_PARAMS, RUN_MARKER, TRAIN_LOG, is_done, launch_world_size, read_data_stats,
+                            read_done, read_loss_log, resolve_schedule)
 
 log = logging.getLogger(__name__)
 
-LOSS_LOG = "loss.jsonl"
-DONE_MARKER = "done.json"
-DATA_STATS = "data_stats.json"
 ACCELERATE_CONFIGS = REPO_ROOT / "configs" / "accelerate"
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-# A multi-run worker prints this line before each run, so train_runs can file its output in that run's train.log.
-RUN_MARKER = "[posttrain.training] run: "
+# What each launch.backend must run as (the accelerate YAML's distributed_type).
+BACKEND_DISTRIBUTED_TYPE = {"single_gpu": "NO", "ddp": "MULTI_GPU", "fsdp2": "FSDP", "deepspeed_zero3": "DEEPSPEED"}
+# Accelerate raises in every worker when these sit next to deepspeed_config_file (they belong in the JSON).
+DEEPSPEED_FILE_CONFLICTS = ("mixed_precision", "gradient_accumulation_steps", "gradient_clipping", "zero_stage",
+                            "offload_optimizer_device", "offload_param_device", "offload_param_nvme_path",
+                            "offload_optimizer_nvme_path", "zero3_save_16bit_model")
 
 
-# ------------------------------------------------------------------------------------------------ schedule
-
-
-def world_size() -> int:
-    """Processes in the job, from the env `accelerate launch`/torchrun set (1 when run directly)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def resolve_schedule(params: TrainParams, num_processes: int | None = None) -> dict:
-    """gradient_accumulation_steps and max_steps from the token-denominated recipe.
-
-    tokens/step = per_device_batch_size × max_length × world_size × grad_accum (packed sequences are full, up to the
-    packing remainder); max_steps = ceil(token_budget / tokens_per_step) when a budget is given."""
-    t = params.training
-    world = num_processes or world_size()
-    tokens_per_micro_step = t.per_device_batch_size * t.max_length * world
-    if t.gradient_accumulation_steps is not None:
-        accum = t.gradient_accumulation_steps
-    else:
-        accum, remainder = divmod(t.tokens_per_step, tokens_per_micro_step)
-        if accum < 1 or remainder:
-            raise ValueError(
-                f"training.tokens_per_step {t.tokens_per_step} is not a multiple of per_device_batch_size × "
-                f"max_length × world_size = {t.per_device_batch_size} × {t.max_length} × {world} = "
-                f"{tokens_per_micro_step}; pick tokens_per_step = k × {tokens_per_micro_step}")
-    tokens_per_step = tokens_per_micro_step * accum
-    max_steps = t.max_steps if t.max_steps is not None else math.ceil(t.token_budget / tokens_per_step)
-    return {"world_size": world, "gradient_accumulation_steps": accum, "tokens_per_step": tokens_per_step,
-            "max_steps": max_steps, "total_tokens": max_steps * tokens_per_step}
-
-
-# ------------------------------------------------------------------------------------------------ run
-
-
-def complete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """checkpoint-N dirs whose trainer_state.json exists (written last, so a kill mid-save leaves it absent)."""
-    out = Path(output_dir)
-    if not out.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in out.iterdir() if (m := CHECKPOINT_RE.match(p.name))]
-    return [p for _, p in sorted(found) if (p / "trainer_state.json").is_file()]
-
-
-def is_done(params: TrainParams) -> bool:
-    """True when output_dir holds a done marker written for these exact params."""
-    marker = Path(params.output_dir) / DONE_MARKER
-    return marker.is_file() and json.loads(marker.read_text()).get("params_hash") == params_hash(params)
-
-
-def read_loss_log(output_dir: str | Path) -> list[dict]:
-    path = Path(output_dir) / LOSS_LOG
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+class LaunchConfigError(ValueError):
+    """An accelerate config would not do what the run's params ask; the message names the field."""
 
 
 # ------------------------------------------------------------------------------------------------ launching
 
 
-def launch_command(params: TrainParams, params_path: str | Path, run_dir: str | None = None,
+def accelerate_config_path(params: RunParams) -> Path:
+    return ACCELERATE_CONFIGS / f"{params.launch.backend}.yaml"
+
+
+def check_accelerate_config(params: RunParams, config_path: str | Path) -> None:
+    """Refuse an accelerate YAML that would silently run something else than the params ask: another backend,
+    another precision than training.bf16, FSDP/DeepSpeed on a CPU job (Accelerate falls back to DDP), or a MULTI_CPU
+    setup (`accelerate launch` starts one process, without a warning)."""
+    cfg = yaml.safe_load(Path(config_path).read_text()) or {}
+    where = f"{config_path}"
+    dist = str(cfg.get("distributed_type", "NO"))
+    backend = params.launch.backend
+    if dist == "MULTI_CPU":
+        raise LaunchConfigError(f"{where}: distributed_type: MULTI_CPU starts a single process under `accelerate "
+                                "launch`, without a warning; use MULTI_GPU with use_cpu: true for DDP on CPUs")
+    if cfg.get("use_cpu") and dist in ("FSDP", "DEEPSPEED"):
+        raise LaunchConfigError(f"{where}: use_cpu: true with distributed_type: {dist}: Accelerate enables {dist} "
+                                "only for GPU jobs and silently runs plain DDP on CPUs")
+    expected = BACKEND_DISTRIBUTED_TYPE.get(backend)
+    if expected is not None and dist != expected:
+        raise LaunchConfigError(f"{where}: distributed_type: {dist} but launch.backend {backend!r} needs {expected}")
+    if dist == "FSDP" and int((cfg.get("fsdp_config") or {}).get("fsdp_version", 1)) != 2:
+        raise LaunchConfigError(f"{where}: fsdp_config.fsdp_version must be 2 for launch.backend 'fsdp2'")
+    ds_config = cfg.get("deepspeed_config") or {}
+    if ds_config.get("deepspeed_config_file"):
+        if not Path(ds_config["deepspeed_config_file"]).is_file():  # Accelerate reads it relative to the cwd
+            raise LaunchConfigError(f"{where}: deepspeed_config.deepspeed_config_file "
+                                    f"{ds_config['deepspeed_config_file']} not found from {Path.cwd()} (launch from "
+                                    "the repository root)")
+        clashes = [k for k in DEEPSPEED_FILE_CONFLICTS if k in cfg or k in ds_config]
+        if clashes:
+            raise LaunchConfigError(f"{where}: {', '.join(clashes)} must not be set next to deepspeed_config_file "
+                                    "(Accelerate raises in every worker); set them in the DeepSpeed JSON")
+        return  # precision comes from the JSON's "auto" = the trainer's bf16 flag
+    precision = str(cfg.get("mixed_precision", "no"))
+    wanted = "bf16" if params.training.bf16 else "no"
+    if precision != wanted:
+        raise LaunchConfigError(f"{where}: mixed_precision: {precision} contradicts training.bf16: "
+                                f"{str(params.training.bf16).lower()} in the params (it would override it); "
+                                f"set mixed_precision: {wanted}")
+
+
+def launch_command(params: RunParams, params_path: str | Path, run_dir: str | None = None,
                    machine_rank: str = "${MACHINE_RANK}", main_process_ip: str = "${MASTER_ADDR}",
-                   main_process_port: str = "${MASTER_PORT}") -> list[str]:
-    """The exact command that runs this training: plain python for backend "local", else `accelerate launch` with
-    configs/accelerate/<backend>.yaml. Multi-machine values default to shell variables that scripts/slurm_train.sh
-    sets per node (run the joined command through a shell there)."""
-    tail = ["-m", "posttrain.training", "--params", str(params_path)] + (["--run-dir", run_dir] if run_dir else [])
+                   main_process_port: str = "${MASTER_PORT}", accelerate_config: str | Path | None = None) -> list[str]:
+    """The exact command that runs this training: this interpreter on posttrain.trainer for backend "local", else
+    this interpreter's `accelerate launch` (module form, so no activated venv is needed) with
+    configs/accelerate/<backend>.yaml (or `accelerate_config`), checked by check_accelerate_config. Multi-machine
+    values default to shell variables that scripts/slurm_train.sh sets per node (run the joined command through a
+    shell there)."""
+    tail = ["-m", "posttrain.trainer", "--params", str(params_path)] + (["--run-dir", run_dir] if run_dir else [])
     launch = params.launch
     if launch.backend == "local":
         return [sys.executable] + tail
-    config_file = ACCELERATE_CONFIGS / f"{launch.backend}.yaml"
-    cmd = ["accelerate", "launch", "--config_file", str(config_file), "--num_machines", str(launch.num_machines),
-           "--num_processes", str(launch.num_machines * launch.gpus_per_machine)]
+    config_file = Path(accelerate_config or accelerate_config_path(params))
+    check_accelerate_config(params, config_file)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
+           "--num_machines", str(launch.num_machines), "--num_processes", str(launch_world_size(params))]
     if launch.num_machines > 1:
         cmd += ["--machine_rank", machine_rank, "--main_process_ip", main_process_ip,
                 "--main_process_port", main_process_port]
     return cmd + tail
 
 
+def start_job(cmd: list[str], **popen_kwargs) -> subprocess.Popen:
+    """Start a training command in its own process group (the launcher, its workers and their helpers), so
+    stop_job can end the whole job; workers also die with their parent (posttrain.trainer sets a death signal)."""
+    return subprocess.Popen(cmd, start_new_session=True, **popen_kwargs)
+
+
+def stop_job(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signal every process of a job started by start_job (a no-op once it has exited)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def run_job(cmd: list[str]) -> int:
+    """Run a training command to its end; Ctrl-C or SIGTERM here ends the whole job, not just its launcher."""
+    proc = start_job(cmd)
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop_job(proc, signal.SIGTERM))
+    try:
+        return proc.wait()
+    finally:
+        stop_job(proc)
+        signal.signal(signal.SIGTERM, previous)
+
+
 # ------------------------------------------------------------------------------------------------ notebooks
 
 
-def write_launch_params(params: TrainParams) -> Path:
+def write_launch_params(params: RunParams) -> Path:
     """The run's resolved params as a standalone YAML (no {run_dir} left), the file its launch command reads."""
-    path = Path(params.output_dir) / "params.yaml"
+    path = Path(params.output_dir) / LAUNCH_PARAMS
     dump_params(params, path)
     return path
 
 
-def run_training(params: TrainParams, resume: bool = True) -> dict:
-    """Train one run to completion in this process (posttrain.trainer.run_training); returns its done marker."""
-    from posttrain.trainer import run_training as run
-    return run(params, resume=resume)
+def planned_schedule(params: RunParams) -> dict:
+    """The run's schedule (accumulation, steps, tokens) for the world size its launch section asks for."""
+    return resolve_schedule(params, launch_world_size(params))
 
 
-def train_runs(runs: list[TrainParams], force: bool = False) -> list[dict]:
+def train_runs(runs: list[RunParams], force: bool = False) -> list[dict]:
     """Run the trainings that are not done yet, streaming their output; skip runs already done with the same params
     hash unless `force` (then they retrain from scratch). Runs on the local backend go, one after another, through
     a single subprocess (its memory is freed when it exits; one interpreter start and one torch/TRL import instead of
@@ -144,38 +164,39 @@ def train_runs(runs: list[TrainParams], force: bool = False) -> list[dict]:
             local.append((params, path))
     if local:
         _run_local(local, force)
-    return [{"name": p.name, "status": "done", **json.loads((Path(p.output_dir) / DONE_MARKER).read_text())}
-            if is_done(p) else {"name": p.name, "status": "not run"} for p in runs]
+    return [{"name": p.name, "status": "done", **done} if (done := read_done(p)) is not None
+            else {"name": p.name, "status": "not run"} for p in runs]
 
 
-def _run_local(runs: list[tuple[TrainParams, Path]], force: bool) -> None:
-    """One `python -m posttrain.training --params A --params B ...` process; its output goes to the notebook and to
+def _run_local(runs: list[tuple[RunParams, Path]], force: bool) -> None:
+    """One `python -m posttrain.trainer --params A --params B ...` process; its output goes to the notebook and to
     each run's train.log (switched at the RUN_MARKER line the worker prints before each run)."""
     cmd = launch_command(*runs[0]) + [a for _, path in runs[1:] for a in ("--params", str(path))]
     cmd += ["--no-resume"] if force else []
-    logs = {params.name: Path(params.output_dir) / "train.log" for params, _ in runs}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "lib"), os.environ.get("PYTHONPATH", "")])}
+    logs = {params.name: Path(params.output_dir) / TRAIN_LOG for params, _ in runs}
     print(f"[train_runs] {len(runs)} run(s) in one process: {shlex.join(cmd)}", flush=True)
     current, log_file = runs[0][0], None
+    proc = start_job(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
-            for line in proc.stdout:
-                if line.startswith(RUN_MARKER):
-                    current = next(p for p, _ in runs if p.name == line[len(RUN_MARKER):].strip())
-                    if log_file:
-                        log_file.close()
-                    log_file = logs[current.name].open("a")
+        for line in proc.stdout:
+            if line.startswith(RUN_MARKER):
+                current = next(p for p, _ in runs if p.name == line[len(RUN_MARKER):].strip())
                 if log_file:
-                    log_file.write(line)
-                print(line, end="")
+                    log_file.close()
+                log_file = logs[current.name].open("a")
+            if log_file:
+                log_file.write(line)
+            print(line, end="")
+        proc.wait()
     finally:
+        stop_job(proc)  # an interrupted notebook cell must not leave the training running
         if log_file:
             log_file.close()
     if proc.returncode:
-        raise RuntimeError(f"training {current.name} failed (exit {proc.returncode}); see {current.output_dir}/train.log")
+        raise RuntimeError(f"training {current.name} failed (exit {proc.returncode}); see {logs[current.name]}")
 
 
-def plot_loss_curves(runs: list[TrainParams], path: str | Path):
+def plot_loss_curves(runs: list[RunParams], path: str | Path):
     """Training loss vs tokens seen, one line per run; saved to `path` (png) and returned."""
     import matplotlib
     matplotlib.use("Agg")
@@ -193,12 +214,11 @@ def plot_loss_curves(runs: list[TrainParams], path: str | Path):
     return fig
 
 
-def data_stats_table(runs: list[TrainParams]) -> list[dict]:
+def data_stats_table(runs: list[RunParams]) -> list[dict]:
     """Per run: examples seen / dropped as too long / skipped (data_stats.json), for the notebooks' tables."""
     rows = []
     for params in runs:
-        path = Path(params.output_dir) / DATA_STATS
-        stats = json.loads(path.read_text()) if path.exists() else {}
+        stats = read_data_stats(params.output_dir)
         rows.append({"run": params.name, **{k: stats.get(k) for k in
                      ("max_length", "examples_seen", "dropped_too_long", "skipped_missing_question", "kept", "step")}})
     return rows
@@ -206,23 +226,17 @@ def data_stats_table(runs: list[TrainParams]) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--params", required=True, action="append",
-                        help="a TrainParams YAML; repeat it to train several runs one after another in this process")
+    parser.add_argument("--params", required=True, help="a RunParams YAML")
     parser.add_argument("--run-dir", default=None, help="substituted for {run_dir} in the YAML")
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and done marker")
     parser.add_argument("--print-launch", action="store_true", help="print the launch command and exit")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    all_params = [load_train_params(path, args.run_dir) for path in args.params]  # every file checked before training
-    if args.print_launch:
-        for params, path in zip(all_params, args.params):
-            print(" ".join(shlex.quote(c) if not c.startswith("${") else c
-                           for c in launch_command(params, path, args.run_dir)))
+    params = load_run_params(args.params, args.run_dir)
+    cmd = launch_command(params, args.params, args.run_dir) + (["--no-resume"] if args.no_resume else [])
+    if args.print_launch:  # shell variables (${MACHINE_RANK}) stay unquoted for the per-node shell to expand
+        print(" ".join(shlex.quote(c) if not c.startswith("${") else c for c in cmd))
         return
-    for params in all_params:
-        print(f"{RUN_MARKER}{params.name}", flush=True)
-        summary = run_training(params, resume=not args.no_resume)
-        print(json.dumps(summary), flush=True)
+    sys.exit(run_job(cmd))
 
 
 if __name__ == "__main__":

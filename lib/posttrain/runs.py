@@ -1,0 +1,138 @@
+"""One training run beyond its params: its schedule in tokens, its output layout, the one checkpoint scanner and
+the done marker. Every stage that touches a run's outputs reads them through here: the launcher
+(posttrain.training), the run itself (posttrain.trainer), model loading (posttrain.models) and evaluation.
+Imports only posttrain.params (no torch), so notebooks and launchers stay light.
+
+A run's output_dir holds:
+    checkpoint-N/          model + tokenizer (+ optimizer state for resume); complete once trainer_state.json exists
+    loss.jsonl             LOSS_LOG: one row per logged step {step, loss, lr, tokens, grad_norm}
+    data_stats.json        DATA_STATS: examples seen / dropped as too long / skipped
+    params.yaml            LAUNCH_PARAMS: the resolved params its launch command reads
+    params.resolved.yaml   RESOLVED_PARAMS: the params the run actually trained with
+    train.log              TRAIN_LOG: the run's console output (notebook launches)
+    done.json              DONE_MARKER: summary + params hash, written last
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+from posttrain.params import RunParams, params_hash
+
+LOSS_LOG = "loss.jsonl"
+DONE_MARKER = "done.json"
+DATA_STATS = "data_stats.json"
+LAUNCH_PARAMS = "params.yaml"
+RESOLVED_PARAMS = "params.resolved.yaml"
+TRAIN_LOG = "train.log"
+# HF Trainer's naming (transformers.trainer_utils.PREFIX_CHECKPOINT_DIR) and the file it writes last in a checkpoint.
+CHECKPOINT_PREFIX = "checkpoint-"
+CHECKPOINT_COMPLETE_FILE = "trainer_state.json"
+# posttrain.trainer prints this line before each run it trains, so a launcher reading its output (train_runs) can
+# file each run's lines in that run's train.log.
+RUN_MARKER = "[posttrain.trainer] run: "
+_CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
+
+
+# ------------------------------------------------------------------------------------------------ schedule
+
+
+def world_size() -> int:
+    """Processes in this job, from the env `accelerate launch`/torchrun set (1 when run directly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def launch_world_size(params: RunParams) -> int:
+    """Processes the run's launch section asks for: 1 on the local backend, else machines × GPUs per machine."""
+    launch = params.launch
+    return 1 if launch.backend == "local" else launch.num_machines * launch.gpus_per_machine
+
+
+def resolve_schedule(params: RunParams, num_processes: int | None = None) -> dict:
+    """gradient_accumulation_steps and max_steps from the token-denominated recipe, for `num_processes` (default:
+    this job's world size; notebooks pass launch_world_size(params)).
+
+    tokens/step = per_device_batch_size × max_length × world_size × grad_accum (packed sequences are full, up to the
+    packing remainder); max_steps = ceil(token_budget / tokens_per_step) when a budget is given."""
+    t = params.training
+    world = num_processes or world_size()
+    tokens_per_micro_step = t.per_device_batch_size * t.max_length * world
+    if t.gradient_accumulation_steps is not None:
+        accum = t.gradient_accumulation_steps
+    else:
+        accum, remainder = divmod(t.tokens_per_step, tokens_per_micro_step)
+        if accum < 1 or remainder:
+            raise ValueError(
+                f"training.tokens_per_step {t.tokens_per_step} is not a multiple of per_device_batch_size × "
+                f"max_length × world_size = {t.per_device_batch_size} × {t.max_length} × {world} = "
+                f"{tokens_per_micro_step}; pick tokens_per_step = k × {tokens_per_micro_step}")
+    tokens_per_step = tokens_per_micro_step * accum
+    max_steps = t.max_steps if t.max_steps is not None else math.ceil(t.token_budget / tokens_per_step)
+    return {"world_size": world, "gradient_accumulation_steps": accum, "tokens_per_step": tokens_per_step,
+            "max_steps": max_steps, "total_tokens": max_steps * tokens_per_step}
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
+    return Path(output_dir) / f"{CHECKPOINT_PREFIX}{step}"
+
+
+def list_checkpoints(output_dir: str | Path, complete_only: bool = True) -> list[tuple[int, Path]]:
+    """[(step, dir)] of the checkpoint-N dirs in output_dir, by step. complete_only: only those holding
+    trainer_state.json (the Trainer writes it last, so a run killed mid-save leaves it out)."""
+    out = Path(output_dir)
+    if not out.is_dir():
+        return []
+    found = sorted((int(m.group(1)), p) for p in out.iterdir() if p.is_dir() and (m := _CHECKPOINT_RE.match(p.name)))
+    return [(step, p) for step, p in found if not complete_only or (p / CHECKPOINT_COMPLETE_FILE).is_file()]
+
+
+def latest_checkpoint(path: str | Path) -> Path:
+    """`path`'s complete checkpoint-N with the largest N, else `path` itself if it is a model dir (config.json);
+    a clear error if neither (used for model.checkpoint)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model.checkpoint: {path} is not a directory")
+    checkpoints = list_checkpoints(path)
+    if checkpoints:
+        return checkpoints[-1][1]
+    if (path / "config.json").is_file():
+        return path
+    raise FileNotFoundError(f"model.checkpoint: {path} holds no checkpoint-N dir and no config.json "
+                            "(has its training run saved a checkpoint yet?)")
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+
+def read_done(params: RunParams) -> dict | None:
+    """The run's done marker if it was written for these exact params, else None."""
+    marker = Path(params.output_dir) / DONE_MARKER
+    if not marker.is_file():
+        return None
+    summary = json.loads(marker.read_text())
+    return summary if summary.get("params_hash") == params_hash(params) else None
+
+
+def is_done(params: RunParams) -> bool:
+    """True when output_dir holds a done marker written for these exact params."""
+    return read_done(params) is not None
+
+
+def write_done(output_dir: str | Path, summary: dict) -> None:
+    (Path(output_dir) / DONE_MARKER).write_text(json.dumps(summary, indent=1))
+
+
+def read_loss_log(output_dir: str | Path) -> list[dict]:
+    path = Path(output_dir) / LOSS_LOG
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def read_data_stats(output_dir: str | Path) -> dict:
+    path = Path(output_dir) / DATA_STATS
+    return json.loads(path.read_text()) if path.exists() else {}
