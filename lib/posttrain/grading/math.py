@@ -244,6 +244,23 @@ def _fix_fracs_sqrt(s: str) -> str:
     return s
 
 
+def _strip_units(s: str) -> str:
+    """Trailing units: "5 \\text{ cm}^2", "80 \\text{km/h}", "864 inches". Only after a digit or a closing brace,
+    so a text answer ("\\text{Evelyn}") or a variable ("x \\text{ m}") keeps its words."""
+    for _ in range(3):
+        m = _UNIT_TEXT_RE.match(s)
+        if m and re.search(r"(?:[\d})]|\\[A-Za-z]+)\s*$", m.group("val")):
+            s = m.group("val")
+            continue
+        m = _UNIT_PLAIN_RE.match(s)
+        # Bare unit words only after a plain numeric value: in "2n + 3 m" the m may be a variable.
+        if m and not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", m.group("val"))):
+            s = m.group("val")
+            continue
+        break
+    return s
+
+
 def _normalize(s: str) -> str:
     """Canonical LaTeX-ish text of an answer: wrappers, spacing, units, degrees, percent and currency removed."""
     s = s.strip()
@@ -279,21 +296,11 @@ def _normalize(s: str) -> str:
     s = s.replace(r"\%", "").replace("%", "").replace(r"\$", "").replace("$", "")
     s = re.sub(r"\\text\s*\{\s*(?:and|or)\s*\}", ",", s)
     s = re.sub(r"\\(?:dots|ldots|cdots)(?![A-Za-z])", "", s)
-    # Trailing units: "5 \text{ cm}^2", "864 inches". Only after a digit or a closing brace, so a text answer
-    # ("\text{Evelyn}") or a variable ("x \text{ m}") keeps its words.
-    for _ in range(3):
-        m = _UNIT_TEXT_RE.match(s)
-        if m and re.search(r"(?:[\d})]|\\[A-Za-z]+)\s*$", m.group("val")):
-            s = m.group("val")
-            continue
-        m = _UNIT_PLAIN_RE.match(s)
-        # Bare unit words only after a plain numeric value: in "2n + 3 m" the m may be a variable.
-        if m and not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", m.group("val"))):
-            s = m.group("val")
-            continue
-        break
+    s = _strip_units(s)
     s = _unwrap_cmd(s, re.compile(r"\\text\s*\{"))
-    s = _NUMBER_PHRASE_RE.sub(_number_phrase_digits, s)
+    spelled = _NUMBER_PHRASE_RE.sub(_number_phrase_digits, s)
+    if spelled != s:  # "\text{seven students}": the units come off once the number has digits
+        s = _strip_units(spelled)
     s = re.sub(r"(?<=[\w})\]])\s+(?:and|or)\s+(?=[-+\w\\(\[{])", ", ", s)
     s = _fix_fracs_sqrt(s)
     s = re.sub(r"\s+", " ", s).strip()
