@@ -1,7 +1,7 @@
 """posttrain.data (SFT and pre-training data only): hub-schema rows → chat messages, validation errors naming the
 row, the ChatML template with generation markers, dropping/counting over-long examples, DCLM-style text.
 
-Run: PYTHONPATH=lib .venv/bin/python -m pytest tests/test_data.py -x -q   (CPU, no network, ~10 s)
+Run: .venv/bin/python -m pytest tests/test_data.py -x -q   (CPU, no network, ~10 s)
 """
 import json
 

@@ -1,6 +1,6 @@
 """Generation engines on a tiny random Qwen2 model: HF in-process, vLLM in its worker subprocess (slow).
 
-Run: PYTHONPATH=lib .venv/bin/python -m pytest tests/test_generation.py -q   (add -m "not slow" to skip vLLM)
+Run: .venv/bin/python -m pytest tests/test_generation.py -q   (add -m "not slow" to skip vLLM)
 """
 import importlib.util
 import json

@@ -1,7 +1,7 @@
 """The miniature's inputs: generated tasks are deterministic and correct, splits are disjoint, the setup builds a
 loadable tokenizer and tiny Qwen2 config, and the study YAMLs validate.
 
-    PYTHONPATH=lib .venv/bin/python -m pytest tests/test_mini.py -x -q
+    .venv/bin/python -m pytest tests/test_mini.py -x -q
 """
 import json
 import random
@@ -12,7 +12,7 @@ from posttrain.mini import math_tasks
 from posttrain.mini.code_tasks import all_specs, generate_code, is_test_task, lcb_row, render_task
 from posttrain.mini.corpus import build_corpus, split_document
 from posttrain.mini.math_tasks import check_answer, generate_math
-from posttrain.mini.setup import build_mini_setup, build_tasks, setup_paths
+from posttrain.mini.build import build_mini_setup, build_tasks, require_setup, setup_is_current, setup_paths
 from posttrain.params import REPO_ROOT, MiniSetupParams, load_study
 
 SMALL = MiniSetupParams(math_train=200, math_test=20, math_competition=20, code_train=200, code_test=20,
@@ -209,6 +209,22 @@ def test_setup_is_idempotent(built, capsys):
     before = open(paths["mini_code"]).read()
     build_mini_setup(SMALL, run_dir)
     assert "skipped" in capsys.readouterr().out and open(paths["mini_code"]).read() == before
+
+
+def test_setup_stage_of_the_pipeline_skips_a_current_build(built, capsys):
+    from posttrain.pipeline import STAGES, run_setup_stage
+    run_dir, paths = built
+    assert STAGES[0] == "mini_setup"  # before every notebook: 00 measures with its tokenizer, 01 trains on its corpus
+    study = load_study(REPO_ROOT / "params" / "smoke.yaml", str(run_dir)).model_copy(update={"setup": SMALL})
+    assert setup_is_current(SMALL, run_dir) and str(require_setup(run_dir)["tokenizer"]) == paths["tokenizer"]
+    assert run_setup_stage(study) is None and "mini_setup: done for these params, skipped" in capsys.readouterr().out
+    assert not setup_is_current(SMALL.model_copy(update={"seed": 1}), run_dir)  # other params: rebuilt
+
+
+def test_setup_cli_refuses_a_study_without_setup(capsys):
+    from posttrain.mini.build import main
+    assert main([str(REPO_ROOT / "params" / "paper" / "study.yaml"), "--run-dir", "/tmp/none"]) == 1
+    assert "no `setup` section" in capsys.readouterr().err
 
 
 def test_benchmark_files_load_through_posttrain_eval_sets(built):

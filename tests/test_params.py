@@ -191,3 +191,26 @@ def test_paper_params_check_names_an_edited_file(tmp_path):
     edited = tmp_path / "sft_code_7b_0pre.yaml"
     edited.write_text(edited.read_text().replace("max_steps: 50000", "max_steps: 40000"))
     assert gen.stale_files(tmp_path) == ["sft_code_7b_0pre.yaml"]
+
+
+# ---------------------------------------------------------------------------------------------- paths
+
+
+def test_relative_params_and_run_dir_resolve_against_the_repo_from_another_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT / "notebooks")  # where a JupyterLab kernel runs
+    study = load_study("params/smoke.yaml", "runs/e-somewhere")
+    assert study.name == "smoke" and study.run_dir == str(REPO_ROOT / "runs" / "e-somewhere")
+    assert load_run_params("params/paper/sft_math_7b_0pre.yaml").size == "7B"
+    monkeypatch.chdir(tmp_path)  # a path that exists relative to the cwd wins
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "smoke.yaml").write_text("base: " + str(PARAMS / "smoke.yaml") + "\nname: local\n")
+    assert load_study("params/smoke.yaml").name == "local"
+    with pytest.raises(ParamsError, match=f"params file not found: {REPO_ROOT}/params/nope.yaml"):
+        load_study("params/nope.yaml")
+
+
+def test_repo_relative():
+    from posttrain.params import repo_relative
+    assert repo_relative(REPO_ROOT / "runs" / "smoke" / "x.log") == "runs/smoke/x.log"
+    assert repo_relative("/elsewhere/x.log") == "/elsewhere/x.log"
+    assert repo_relative("Qwen/Qwen2.5-7B") == "Qwen/Qwen2.5-7B" and repo_relative("vllm") == "vllm"  # not paths here

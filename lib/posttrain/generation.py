@@ -20,6 +20,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from posttrain.params import repo_relative
+
 log = logging.getLogger(__name__)
 
 
@@ -181,9 +183,7 @@ def _worker_env(shard: int, tp: int, dp: int) -> dict:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         gpus = visible.split(",") if visible else [str(i) for i in range(dp * tp)]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[shard * tp:(shard + 1) * tp])
-    lib = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = lib + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else lib
-    return env
+    return env  # the worker imports posttrain as this process does: the package is installed (editable)
 
 
 def _count_lines(path: Path) -> int:
@@ -203,7 +203,6 @@ def generate(reqs: GenerationRequest | list[GenerationRequest], engine: str = "a
     model (tiny models: ~3 s per extra model vs ~15 s per fresh worker, measured). On GPUs each model gets a fresh
     worker, since vLLM does not reliably hand back GPU memory between engines in one process.
     """
-    from tqdm.auto import tqdm
     engine = resolve_engine(engine)
     reqs = [reqs] if isinstance(reqs, GenerationRequest) else list(reqs)
     if engine == "vllm" and _cuda_available() and len(reqs) > 1:
@@ -233,14 +232,22 @@ def generate(reqs: GenerationRequest | list[GenerationRequest], engine: str = "a
         procs.append((subprocess.Popen([sys.executable, "-m", "posttrain.generation", *map(str, files), engine],
                                        stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
                                        env=_worker_env(i, reqs[0].tensor_parallel_size, len(shards))), log_path))
-    # Progress comes from the shard files growing: the workers' own output goes to their log files.
-    before = sum(_count_lines(p) for p in outputs)
-    bar = tqdm(total=sum(len(r.prompts) for r in reqs), desc=f"generate ({engine}, {len(reqs)} model(s))",
-               disable=not progress)
+    _follow_workers(procs, outputs, reqs, engine, progress)
+    return outputs
+
+
+def _follow_workers(procs: list[tuple[subprocess.Popen, Path]], outputs: list[Path], reqs: list[GenerationRequest],
+                    engine: str, progress: bool) -> None:
+    """Wait for the workers with one live progress line (prompts done, from the shard files growing: the workers'
+    own output streams to their log files), then print a one-line summary; a failed worker raises with its log."""
+    from tqdm.auto import tqdm
+    start, before = time.time(), sum(_count_lines(p) for p in outputs)
+    total = sum(len(r.prompts) for r in reqs)
+    bar = tqdm(total=total, desc=f"generate ({engine}, {len(reqs)} model(s))", disable=not progress,
+               mininterval=2.0)  # redraws kept few: a log or a saved notebook may capture them as text
     while True:
         done = all(p.poll() is not None for p, _ in procs)
-        bar.n = sum(_count_lines(p) for p in outputs) - before
-        bar.refresh()
+        bar.update(sum(_count_lines(p) for p in outputs) - before - bar.n)
         if done:
             break
         time.sleep(1.0)
@@ -249,8 +256,11 @@ def generate(reqs: GenerationRequest | list[GenerationRequest], engine: str = "a
     if failed:
         code, lp = failed[0]
         tail = "".join(Path(lp).read_text().splitlines(keepends=True)[-30:])
-        raise RuntimeError(f"generation worker exited with {code}; log {lp}:\n{tail}")
-    return outputs
+        raise RuntimeError(f"generation worker exited with {code}; log {repo_relative(lp)}:\n{tail}")
+    if progress:
+        logs = ", ".join(repo_relative(lp) for _, lp in procs)
+        print(f"generated {bar.n}/{total} prompts x n={reqs[0].n} for {len(reqs)} model(s) with {engine} in "
+              f"{time.time() - start:.0f} s; worker log: {logs}", flush=True)
 
 
 def main(argv: list[str]) -> None:

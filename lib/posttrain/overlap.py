@@ -1,4 +1,4 @@
-"""Overlap between SFT data and benchmarks, plus small data-exploration helpers.
+"""Overlap between SFT data and benchmarks (the exploration around it: posttrain.explore).
 
 Two measures per benchmark problem, against one SFT set streamed row by row:
 - n-gram overlap (13-grams on normalized word tokens by default): does any SFT row share an n-gram with the problem,
@@ -16,7 +16,6 @@ import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -277,79 +276,7 @@ def summarize_overlap(per_problem: pd.DataFrame, containment_threshold: float = 
     }).reset_index()
 
 
-# ---------------------------------------------------------------------------------------------- exploration
-
-_FRACTION_RE = re.compile(r"^-?(\\[dt]?frac\{-?\d+\}\{\d+\}|\d+/\d+)$")
-_TEXT_RE = re.compile(r"^(\\text\{[^{}]*\}|\\mathrm\{[^{}]*\}|[A-Za-z][A-Za-z ]+)$")
-
-
-def _strip_answer(answer: str) -> str:
-    s = answer.strip().strip("$").strip()
-    boxed = re.fullmatch(r"\\boxed\{(.*)\}", s)
-    s = boxed.group(1) if boxed else s
-    s = re.sub(r"\\[,!;: ]|\\left|\\right", "", s)
-    s = re.sub(r"\^\\circ|\^\{\\circ\}|\\%|%", "", s)  # degrees and percent do not change the type
-    s = re.sub(r"(?<=\d),(?=\d{3}\b)", "", s)  # thousands separators: 1,000 → 1000
-    return s.replace(" ", "").rstrip(".")
-
-
-def classify_answer(answer: str) -> str:
-    """Answer type of a gold answer: empty, integer, decimal, fraction, tuple, interval, list, matrix, text or
-    expression (radicals, π, variables, anything symbolic)."""
-    s = _strip_answer(str(answer))
-    if not s:
-        return "empty"
-    if "matrix" in s:
-        return "matrix"
-    if re.fullmatch(r"[+-]?\d+", s):
-        return "integer"
-    if re.fullmatch(r"[+-]?\d*\.\d+", s):
-        return "decimal"
-    if _FRACTION_RE.fullmatch(s):
-        return "fraction"
-    if s[0] in "([" and s[-1] in ")]" and "," in s:
-        # (a, b) is a point/tuple; [a, b], (a, b] and unions are intervals
-        return "tuple" if s[0] == "(" and s[-1] == ")" and "\\cup" not in s else "interval"
-    if "\\cup" in s or "\\infty" in s:
-        return "interval"
-    if "," in s:
-        return "list"
-    if _TEXT_RE.fullmatch(answer.strip().strip("$")):
-        return "text"
-    return "expression"
-
-
-def lcb_windows(problems: pd.DataFrame, windows: Mapping[str, tuple[str, str]]) -> pd.DataFrame:
-    """Counts of LiveCodeBench problems per date window and difficulty.
-
-    `problems` has `contest_date` (or `contest_date_est`) and `difficulty` columns; `windows` maps a name to a
-    half-open [start, end) ISO-date pair, as posttrain.eval_sets defines them, e.g. {"v5": ("2024-08-01",
-    "2025-02-01")}.
-    """
-    date_col = "contest_date" if "contest_date" in problems else "contest_date_est"
-    if date_col not in problems or "difficulty" not in problems:
-        raise ValueError(f"lcb_windows: need columns contest_date (or contest_date_est) and difficulty, "
-                         f"got {list(problems.columns)}")
-    dates = pd.to_datetime(problems[date_col]).dt.tz_localize(None)
-    out = {}
-    for name, (start, end) in windows.items():
-        inside = problems[(dates >= pd.Timestamp(start)) & (dates < pd.Timestamp(end))]
-        out[name] = inside["difficulty"].value_counts()
-    table = pd.DataFrame(out).T.fillna(0).astype(int)
-    table["total"] = table.sum(axis=1)
-    return table
-
-
-def study_sft_sources(study) -> dict[str, object]:
-    """name → DataParams of the SFT sets to explore: explore.sft_sources, or else the data of the study's SFT runs
-    (one entry per distinct dataset, named after the first run that uses it)."""
-    if study.explore.sft_sources:
-        return {f"{d.source}:{Path(d.path).name if d.path else 'hub'}": d for d in study.explore.sft_sources}
-    sources = {}
-    for run in study.sft:
-        if run.data not in sources.values():
-            sources[f"{run.domain}:{run.data.source}"] = run.data
-    return sources
+# ---------------------------------------------------------------------------------------------- SFT rows
 
 
 def _sft_prompt_prefixes() -> list[re.Pattern]:
@@ -380,30 +307,3 @@ def sft_rows(dataset, limit: int | None = None):
                 user = user[found.end():]
                 break
         yield {"index": i, "problem": user, "messages": row["messages"]}
-
-
-def plot_histograms(values: Mapping[str, list[float]], path_stem: str | Path, xlabel: str,
-                    cut: float | None = None, cut_label: str = "max_length") -> list[Path]:
-    """One histogram panel per named series, an optional vertical cut line; saved as PNG and PDF."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(values), figsize=(4 * len(values), 3), squeeze=False)
-    for ax, (name, vals) in zip(axes[0], values.items()):
-        ax.hist(vals, bins=40, color="tab:blue", alpha=0.8)
-        if cut is not None:
-            over = float(np.mean(np.asarray(vals) > cut)) if len(vals) else 0.0
-            ax.axvline(cut, color="tab:red", linestyle="--", label=f"{cut_label} {cut:g} ({100 * over:.1f}% over)")
-            ax.legend(fontsize=8)
-        ax.set_title(f"{name} (n={len(vals)})")
-        ax.set_xlabel(xlabel)
-    fig.tight_layout()
-    stem = Path(path_stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    for p in paths:
-        fig.savefig(p, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return paths

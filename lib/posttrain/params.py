@@ -259,6 +259,25 @@ class StudyParams(Strict):
 # ---------------------------------------------------------------------------------------------- loading
 
 
+def resolve_repo_path(path: str | Path) -> Path:
+    """An absolute path for a params path or run_dir given relative: against the working directory where it exists
+    there, else against the repository root. A JupyterLab kernel runs in notebooks/, so the notebooks' default
+    `params/mini.yaml` (and a relative run_dir such as `runs/mini`) must still mean the repository's."""
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return path
+    return path.resolve() if path.exists() else REPO_ROOT / path
+
+
+def repo_relative(path: str | Path) -> str:
+    """An absolute `path` inside the repository made relative to its root (as outputs show paths: a shared report
+    should not carry a machine's layout); anything else (a relative path, a hub id, a path elsewhere) unchanged."""
+    try:
+        return str(Path(path).relative_to(REPO_ROOT)) if Path(path).is_absolute() else str(path)
+    except ValueError:
+        return str(path)
+
+
 def _substitute(obj: Any, mapping: dict[str, str]) -> Any:
     if isinstance(obj, str):
         for key, value in mapping.items():
@@ -368,7 +387,7 @@ def _read_layered(path: Path, seen: tuple[Path, ...] = ()) -> dict:
 
 def load_run_params(path: str | Path, run_dir: str | None = None) -> RunParams:
     """Load and validate one training run's YAML."""
-    path = Path(path)
+    path = resolve_repo_path(path)
     data = _substitute(_read_layered(path), {"repo": str(REPO_ROOT), **({"run_dir": run_dir} if run_dir else {})})
     try:
         return RunParams.model_validate(data)
@@ -378,7 +397,8 @@ def load_run_params(path: str | Path, run_dir: str | None = None) -> RunParams:
 
 def load_study(path: str | Path, run_dir: str | None = None) -> StudyParams:
     """Load and validate a study YAML; `pretrain`/`sft` items may be paths of RunParams files (relative to it)."""
-    path = Path(path)
+    path = resolve_repo_path(path)
+    run_dir = str(resolve_repo_path(run_dir)) if run_dir else None
     data = _read_layered(path)
     name = data.get("name")
     if not isinstance(name, str):

@@ -1,11 +1,15 @@
-"""Run the study chain headlessly: the five notebooks in order, through papermill, with one params file.
+"""Run the study chain headlessly: the miniature's set-up, then the five notebooks in order, with one params file.
 
     python -m posttrain.pipeline params/mini.yaml [--run-dir DIR] [--force] [--only 03_evaluate 04_report]
 
-Every notebook gets `params_path` and `run_dir`; executed copies land in `<run_dir>/notebooks/`, then the chain
-exports them to HTML with an index page (posttrain.export). A stage whose executed notebook exists for the same params
-hash is skipped (stages also skip their own finished work inside, at a finer grain); `--force` reruns. A failure names
-the notebook and the cell, keeps the partly executed notebook and everything finished before it, and exits non-zero.
+Stages: `mini_setup` (studies with a `setup` section: posttrain.mini.build writes the generated data, tokenizer and
+tiny config every later stage reads) and the notebooks, run through papermill. The set-up is a plain function, not a
+notebook: it has nothing to show, and as a stage of its own no notebook builds it as a side effect. Every notebook
+gets `params_path` and `run_dir`; executed copies land in `<run_dir>/notebooks/`, then the chain exports them to HTML
+with an index page (posttrain.export). A stage whose outputs exist for the same params hash is skipped (stages also
+skip their own finished work inside, at a finer grain); `--force` reruns the notebooks (the set-up rebuilds only
+when its params or code change). A failure names the notebook and the cell, keeps the partly executed notebook and
+everything finished before it, and exits non-zero.
 """
 from __future__ import annotations
 
@@ -15,9 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from .params import REPO_ROOT, dump_params, load_study, params_hash
+from .params import REPO_ROOT, StudyParams, dump_params, load_study, params_hash, repo_relative, resolve_repo_path
 
-STAGES = ["00_explore_data", "01_pretrain", "02_sft", "03_evaluate", "04_report"]
+SETUP_STAGE = "mini_setup"
+NOTEBOOK_STAGES = ["00_explore_data", "01_pretrain", "02_sft", "03_evaluate", "04_report"]
+STAGES = [SETUP_STAGE, *NOTEBOOK_STAGES]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
 
@@ -54,9 +60,24 @@ class StageFailed(RuntimeError):
     pass
 
 
+def run_setup_stage(study: StudyParams) -> float | None:
+    """Build the miniature's set-up unless a build of the same params is there; its wall time, or None if skipped."""
+    from .mini.build import build_mini_setup, setup_is_current
+
+    if setup_is_current(study.setup, study.run_dir):
+        print(f"[pipeline] {SETUP_STAGE}: done for these params, skipped", flush=True)
+        return None
+    print(f"[pipeline] {SETUP_STAGE}: building {repo_relative(Path(study.run_dir) / 'setup')} ...", flush=True)
+    start = time.time()
+    build_mini_setup(study.setup, study.run_dir)
+    seconds = time.time() - start
+    print(f"[pipeline] {SETUP_STAGE}: {seconds:.0f} s", flush=True)
+    return seconds
+
+
 def run_pipeline(params_path: str | Path, run_dir: str | None = None, force: bool = False,
                  only: list[str] | None = None, kernel: str = "python3", export: bool = True) -> dict:
-    params_path = Path(params_path).resolve()
+    params_path = resolve_repo_path(params_path)
     study = load_study(params_path, run_dir)  # validates everything before the first stage starts
     run_path = Path(study.run_dir)
     run_path.mkdir(parents=True, exist_ok=True)
@@ -68,7 +89,12 @@ def run_pipeline(params_path: str | Path, run_dir: str | None = None, force: boo
 
     timings_path = run_path / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
-    for stage in STAGES:
+    if study.setup is not None and (not only or SETUP_STAGE in only):
+        seconds = run_setup_stage(study)
+        if seconds is not None:
+            timings[SETUP_STAGE] = round(seconds, 1)
+            timings_path.write_text(json.dumps(timings, indent=2))
+    for stage in NOTEBOOK_STAGES:
         if only and stage not in only:
             continue
         if not force and stage_is_done(run_path, stage, phash):
@@ -88,7 +114,7 @@ def run_pipeline(params_path: str | Path, run_dir: str | None = None, force: boo
         index = export_html(run_path)
         timings["export_html"] = round(time.time() - start, 1)
         timings_path.write_text(json.dumps(timings, indent=2))
-        print(f"[pipeline] report: {index}")
+        print(f"[pipeline] report: {repo_relative(index)}")
     print("[pipeline] wall time per stage (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())
           + f" | total {sum(timings.values()):.0f}")
     return timings

@@ -1,23 +1,26 @@
-"""Build the miniature's inputs under {run_dir}/setup/: task data, benchmarks, corpus, tokenizer, tiny Qwen2 config.
+"""The miniature's set-up stage: task data, benchmarks, corpus, tokenizer and tiny Qwen2 config under {run_dir}/setup/.
 
-    from posttrain.mini.setup import build_mini_setup
-    paths = build_mini_setup(study.setup, study.run_dir)
+    python -m posttrain.mini.build params/mini.yaml [--run-dir DIR] [--force]
 
+`posttrain.pipeline` runs it as the stage `mini_setup`, before the notebooks (01 trains on its corpus and config;
+00 measures with its tokenizer); from Python: `build_mini_setup(study.setup, study.run_dir)`.
 Idempotent: a finished build leaves setup/setup.json with the params hash; the same params skip the work, other
 params rebuild from scratch. SFT rows use the SFT datasets' own prompts (posttrain.prompts), the same code path as
 the hub data; benchmark files use the local formats posttrain.eval_sets reads (mini_math*, mini_code).
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from posttrain.mini.code_tasks import generate_code, lcb_row
 from posttrain.mini.corpus import build_corpus
 from posttrain.mini.math_tasks import generate_math
-from posttrain.params import MiniSetupParams, params_hash
+from posttrain.params import MiniSetupParams, load_study, params_hash, repo_relative
 from posttrain.prompts import code_sft_messages, math_sft_messages, question_with_starter
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -28,7 +31,7 @@ def _source_digest() -> str:
     # The generators are part of the params: editing them must rebuild the setup, not reuse stale files.
     here = Path(__file__).parent
     return hashlib.sha256(b"".join((here / f).read_bytes() for f in
-                                   ("math_tasks.py", "code_tasks.py", "corpus.py", "setup.py"))).hexdigest()[:16]
+                                   ("math_tasks.py", "code_tasks.py", "corpus.py", "build.py"))).hexdigest()[:16]
 
 
 def setup_paths(run_dir: str | Path) -> dict[str, Path]:
@@ -99,13 +102,33 @@ def mini_config(setup: MiniSetupParams, tokenizer):
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
+def setup_hash(setup: MiniSetupParams) -> str:
+    return params_hash({"setup": setup.model_dump(mode="json"), "code": _source_digest()})
+
+
+def setup_is_current(setup: MiniSetupParams, run_dir: str | Path) -> bool:
+    """True when {run_dir}/setup/ holds a finished build of these params (and of this code)."""
+    marker = setup_paths(run_dir)["marker"]
+    return marker.is_file() and json.loads(marker.read_text()).get("params_hash") == setup_hash(setup)
+
+
+def require_setup(run_dir: str | Path) -> dict[str, Path]:
+    """The setup's paths; FileNotFoundError saying how to build it when no finished build is there."""
+    paths = setup_paths(run_dir)
+    if not paths["marker"].is_file():
+        raise FileNotFoundError(
+            f"no miniature set-up in {repo_relative(paths['setup_dir'])}: build it first with "
+            "`python -m posttrain.pipeline PARAMS --only mini_setup` (or `make demo` / `make smoke`)")
+    return paths
+
+
 def build_mini_setup(setup: MiniSetupParams, run_dir: str | Path, force: bool = False) -> dict[str, str]:
     """Write everything under {run_dir}/setup/ (skipped when setup.json carries the same params hash)."""
     paths = setup_paths(run_dir)
-    digest = params_hash({"setup": setup.model_dump(mode="json"), "code": _source_digest()})
+    digest = setup_hash(setup)
     marker = paths["marker"]
-    if not force and marker.is_file() and json.loads(marker.read_text()).get("params_hash") == digest:
-        print(f"setup: skipped, {marker} has params hash {digest}")
+    if not force and setup_is_current(setup, run_dir):
+        print(f"setup: skipped, {repo_relative(marker)} has params hash {digest}")
         return {k: str(v) for k, v in paths.items()}
     if paths["setup_dir"].exists():
         shutil.rmtree(paths["setup_dir"])
@@ -140,5 +163,23 @@ def build_mini_setup(setup: MiniSetupParams, run_dir: str | Path, force: bool = 
     marker.write_text(json.dumps({"params_hash": digest, "params": setup.model_dump(mode="json"),
                                   "counts": counts, "corpus_chars": sum(map(len, corpus)),
                                   "vocab_size": len(tokenizer)}, indent=2))
-    print(f"setup: wrote {paths['setup_dir']} ({counts})")
+    print(f"setup: wrote {repo_relative(paths['setup_dir'])} ({counts})")
     return {k: str(v) for k, v in paths.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("params", help="a study params YAML with a `setup` section, e.g. params/mini.yaml")
+    ap.add_argument("--run-dir", help="where outputs go (default: the study's run_dir)")
+    ap.add_argument("--force", action="store_true", help="rebuild even when setup.json matches")
+    args = ap.parse_args(argv)
+    study = load_study(args.params, args.run_dir)
+    if study.setup is None:
+        print(f"{args.params}: no `setup` section: this study uses hub data, nothing to build", file=sys.stderr)
+        return 1
+    build_mini_setup(study.setup, study.run_dir, force=args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
