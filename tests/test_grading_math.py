@@ -207,6 +207,130 @@ def test_equivalence_table(case_verdicts, index):
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Rules added for the misses found in real responses: each rule with right answers and near misses
+# ------------------------------------------------------------------------------------------------------------
+RULE_CASES = {
+    "units with a slash or a product": [
+        (r"80\ \text{km/h}", "80", True), (r"80 \text{ km/h}", "80", True), (r"80\,\mathrm{km/h}", "80", True),
+        ("80 km/h", "80", True), (r"60 \text{ miles/hour}", "60", True), (r"9.8\,\mathrm{m/s^2}", "9.8", True),
+        (r"9.8\ \text{m}/\text{s}^2", "9.8", True), (r"5\ \text{kg}\cdot\text{m/s}", "5", True),
+        (r"\frac{1}{2}\text{ km/h}", "0.5", True), (r"2.5 \text{ m/s}", r"\frac52", True),
+        (r"81\ \text{km/h}", "80", False), (r"80\ \text{km/h}", "8", False), (r"x \text{ km/h}", "5", False),
+        (r"8.0 \text{ m/s}", "80", False),
+    ],
+    "upright i and e": [
+        (r"3-4\mathrm{i}", "3-4i", True), (r"\mathrm{i}\sqrt{2}", r"i\sqrt2", True), (r"{\rm i}", "i", True),
+        (r"2\text{i}", "2i", True), (r"(1+\mathrm{i})^2", "2i", True), (r"-\mathrm{i}", "-i", True),
+        (r"e^{\mathrm{i}\pi}", "-1", True), (r"\mathrm{e}^{2}", "e^2", True),
+        (r"3+4\mathrm{i}", "3-4i", False), (r"2\mathrm{i}", "2", False), (r"\mathrm{i}", "1", False),
+        (r"\mathrm{i}", "-i", False), (r"1+\mathrm{i}", "1", False), (r"\mathrm{e}", "1", False),
+    ],
+    "numbers written as words": [
+        (r"\text{five}", "5", True), ("five", "5", True), (r"\text{Five}", "5", True), (r"\text{twelve}", "12", True),
+        (r"\text{twenty-one}", "21", True), (r"\text{twenty one}", "21", True), (r"\text{zero}", "0", True),
+        (r"\text{one hundred and five}", "105", True), (r"\text{seven students}", "7", True),
+        (r"\text{minus three}", "-3", True), ("3", r"\text{three}", True), (r"x = \text{four}", "4", True),
+        (r"\text{six}", "5", False), (r"\text{twenty-two}", "21", False), (r"\text{four}", r"\text{three}", False),
+        ("4", r"\text{three}", False), (r"\text{none}", "1", False), (r"\text{no one}", "1", False),
+        (r"\text{fifteen}", "50", False), (r"\text{one hundred}", "101", False),
+    ],
+    "leading articles": [
+        (r"\text{an ellipse}", r"\text{ellipse}", True), (r"\text{An ellipse}", r"\text{ellipse}", True),
+        (r"\text{a parabola}", r"\text{parabola}", True), (r"\text{the parabola}", r"\text{parabola}", True),
+        ("an ellipse", r"\text{ellipse}", True), (r"\text{ellipse}", r"\text{an ellipse}", True),
+        (r"\text{a hyperbola.}", r"\text{hyperbola}", True),
+        (r"\text{a circle}", r"\text{ellipse}", False), (r"\text{an ellipse}", r"\text{hyperbola}", False),
+        (r"\text{anellipse}", r"\text{ellipse}", False), (r"\text{a}", r"\text{(B)}", False),
+        (r"\text{not an ellipse}", r"\text{ellipse}", False),
+    ],
+    "a chain of equalities ending in the answer": [
+        ("1 + 11 + 37 = 49", "49", True), ("3 + 4 = 7", "7", True), (r"2\cdot 3 = 6", "6", True),
+        ("2^{10} = 1024", "1024", True), (r"\frac{12}{4} = 3", "3", True), (r"6 \times 7 = 42 = 41 + 1", "42", True),
+        (r"\binom{5}{2} = 10", "10", True), (r"\frac{1}{2} + \frac{1}{3} = \frac{5}{6}", r"\frac56", True),
+        ("1 + 11 + 37 = 48", "49", False), ("1 + 11 + 37 = 49", "48", False), ("3 + 5 = 7", "7", False),
+        (r"6 \times 7 = 43", "42", False), ("2x = 10", "10", False), ("x + 1 = 5", "5", False),
+        ("49 = 1 + 11 + 36", "49", False),
+    ],
+    "inequalities with exclusions": [
+        (r"0 < x < 36,\ x \neq 9", r"(0,9) \cup (9,36)", True), (r"0 < x < 36, x \ne 9", r"(0,9) \cup (9,36)", True),
+        (r"1 < x < 3 \text{ and } x \neq 2", r"(1,2)\cup(2,3)", True), (r"x \in (1,3), x \neq 2", r"(1,2)\cup(2,3)", True),
+        (r"x > 0, x \neq 1", r"(0,1)\cup(1,\infty)", True),
+        (r"x \neq 1, x \neq 2", r"(-\infty,1)\cup(1,2)\cup(2,\infty)", True), ("x > 0, x < 5", "(0,5)", True),
+        ("x<-2, x>2", r"(-\infty,-2)\cup(2,\infty)", True), (r"(0,9) \cup (9,36)", r"0<x<36, x\neq 9", True),
+        ("0 < x < 36", r"(0,9)\cup(9,36)", False), (r"0 < x < 36,\ x \neq 8", r"(0,9)\cup(9,36)", False),
+        (r"1 < x < 3, x \neq 2", "(1,3)", False), (r"x > 0, x \neq 1", r"(0,\infty)", False),
+        (r"0 \le x < 36, x \neq 9", r"(0,9)\cup(9,36)", False), (r"0 < x < 36, x \neq 9", r"\mathbb{R}", False),
+    ],
+    "variables compared where both sides are real": [
+        (r"\sqrt{\frac{1}{n}}", r"\frac{1}{\sqrt{n}}", True), (r"\frac{1}{\sqrt{n}}", r"\sqrt{\frac{1}{n}}", True),
+        (r"\sqrt{\frac{a}{b}}", r"\frac{\sqrt{a}}{\sqrt{b}}", True), (r"\frac{\sqrt{n}}{n}", r"\frac{1}{\sqrt{n}}", True),
+        (r"\sqrt{4n}", r"2\sqrt{n}", True), ("n^{1/2}", r"\sqrt{n}", True), (r"\ln(x^2)", r"2\ln x", True),
+        (r"\sqrt{n^3}", r"n\sqrt{n}", True),
+        (r"\sqrt{\frac{1}{n}}", r"\frac{2}{\sqrt{n}}", False), (r"\frac{1}{\sqrt{n}}", r"\sqrt{n}", False),
+        (r"\sqrt{4n}", r"4\sqrt{n}", False), (r"\ln(x^2)", r"3\ln x", False), (r"\sqrt{x^2}", "x", False),
+        ("|x|", "x", False), (r"\sqrt{n}", r"-\sqrt{n}", False), (r"\sqrt{\frac{1}{n}}", r"\frac{1}{\sqrt{n+1}}", False),
+    ],
+    "integers and rationals compared exactly": [
+        ("90548514656103281165404177077484163874504589675413336841320", r"\binom{200}{100}", True),
+        ("90548514656103281165404177077484163874504589675413336841321", r"\binom{200}{100}", False),
+        (r"\binom{200}{100}", "90548514656103281165404177077484163874504589675413336841319", False),
+        (r"\frac{1}{6}", r"\frac{2^{2005}+1}{3\cdot2^{2006}}", False),
+        (r"\frac{2^{2005}+1}{3\cdot2^{2006}}", r"\frac{1}{6}", False),
+        (r"\frac{1}{6}+\frac{1}{3\cdot 2^{2006}}", r"\frac{2^{2005}+1}{3\cdot2^{2006}}", True),
+        ("0.166667", r"\frac{2^{2005}+1}{3\cdot2^{2006}}", True),
+        (r"2^{200}", r"2^{200}+1", False), (r"2^{200}+1", "1606938044258990275541962092341162602522202993782792835301377", True),
+        ("1606938044258990275541962092341162602522202993782792835301377", r"2^{200}", False),
+        ("100!", "100!+1", False), (r"\frac{100!}{98!}", "9900", True), ("10^{60}", "10^{60}+1", False),
+        (r"\sqrt{10^{80}+1}", "10^{40}", False), (r"\frac{10^{50}+1}{10^{50}}", "1", False), ("1 - 10^{-50}", "1", False),
+    ],
+    "non-numbers that parse to infinities": [
+        ("1:00", "12:00", False), ("12:00", "1:00", False), ("2:00", "1:00", False), ("3:30", "3:45", False),
+        ("12:00", "12:00", True), ("1:00", "1:00", True), (r"\frac{1}{0}", r"\frac{2}{0}", False),
+        (r"\infty", r"\infty", True), (r"-\infty", r"-\infty", True), (r"-\infty", r"\infty", False),
+    ],
+}
+RULE_TABLE = [(rule, *case) for rule, cases in RULE_CASES.items() for case in cases]
+
+
+@pytest.fixture(scope="module")
+def rule_verdicts() -> list[Verdict]:
+    return grade_math_batch([(_boxed(p), g) for _, p, g, _ in RULE_TABLE], timeout_s=20)
+
+
+def test_each_rule_has_right_answers_and_near_misses():
+    for rule, cases in RULE_CASES.items():
+        assert sum(e for *_, e in cases) >= 3 and sum(not e for *_, e in cases) >= 3, rule
+
+
+@pytest.mark.parametrize("index", range(len(RULE_TABLE)), ids=[f"{r}: {p}|{g}" for r, p, g, _ in RULE_TABLE])
+def test_rule_table(rule_verdicts, index):
+    rule, pred, gold, expected = RULE_TABLE[index]
+    v = rule_verdicts[index]
+    assert v.correct is expected, f"[{rule}] {pred!r} vs gold {gold!r}: {v}"
+    assert v.status == ("correct" if expected else "wrong_answer"), v
+
+
+# Several boxes in one response: the same value boxed twice is that value; different values stay a list.
+BOX_CASES = [
+    (r"so $\boxed{\frac{6}{5}}$ or $\boxed{1.2}$", "1.2", True), (r"$\boxed{\frac{6}{5}}$ or $\boxed{1.2}$", r"\frac65", True),
+    (r"$\boxed{0.5}$ and $\boxed{\frac{1}{2}}$", "0.5", True), (r"\boxed{x=2}, \boxed{2}", "2", True),
+    (r"\boxed{1.2}, \boxed{1.20}", "1.2", True), (r"\boxed{\sqrt{2}/2} or \boxed{\frac{1}{\sqrt2}}", r"\frac{\sqrt2}{2}", True),
+    (r"\boxed{2} and \boxed{3}", "2, 3", True), (r"\boxed{0.5}, \boxed{\frac12}, \boxed{3}", r"\frac12, 3", True),
+    (r"\boxed{2} or \boxed{3}", "2", False), (r"\boxed{2} or \boxed{3}", "3", False),
+    (r"\boxed{\frac65} or \boxed{1.3}", "1.2", False), (r"\boxed{0.5}, \boxed{\frac12}, \boxed{3}", "0.5", False),
+    (r"\boxed{1.2, \frac{6}{5}}", "1.2", False),  # one box holding two items is a list, not a repeated answer
+]
+
+
+def test_boxes_with_one_value_are_that_value():
+    verdicts = grade_math_batch([(r, g) for r, g, _ in BOX_CASES], timeout_s=20)
+    wrong = [(r, g, v) for (r, g, expected), v in zip(BOX_CASES, verdicts) if v.correct is not expected]
+    assert not wrong, wrong
+    v = verdicts[0]
+    assert v.extracted == r"\frac{6}{5}, 1.2" and "2 boxes hold one value" in v.reason
+
+
+# ------------------------------------------------------------------------------------------------------------
 # Real benchmark answers
 # ------------------------------------------------------------------------------------------------------------
 def _wrong_variants(gold: str) -> list[str]:
