@@ -176,11 +176,12 @@ _PLAIN_FUNC_RE = re.compile(r"(?<![\\A-Za-z])(sqrt|exp|ln|log|sin|cos|tan|cot|se
 _UNIT_POW = r"(?:\s*\^\s*\{?\s*-?[123]\s*\}?)?"
 # One text unit ("\text{ cm}^2", "\text{km/h}", "\text{m/s^2}"); a compound unit is several joined by "/" or "\cdot".
 _TEXT_UNIT = rf"\\text\s*\{{\s*[A-Za-z][A-Za-z .\-'/]*{_UNIT_POW}\s*\}}{_UNIT_POW}"
+_TEXT_UNIT = rf"(?:{_TEXT_UNIT}|\\frac\s*\{{\s*{_TEXT_UNIT}\s*\}}\s*\{{\s*{_TEXT_UNIT}\s*\}})"  # or \frac{\text{km}}{\text{h}}
 _UNIT_TEXT_RE = re.compile(rf"^(?P<val>.*?\S)\s*{_TEXT_UNIT}(?:\s*(?:/|\\cdot|\\times)?\s*{_TEXT_UNIT})*$", re.S)
 _PLAIN_UNIT = rf"(?:{_UNIT_WORDS}){_UNIT_POW}"
 _UNIT_PLAIN_RE = re.compile(rf"^(?P<val>.*(?:[\d}})]|\\[A-Za-z]+))\s+{_PLAIN_UNIT}(?:\s*/\s*{_PLAIN_UNIT})?$", re.S)
 # \mathrm{i} / \text{e}: upright i and e are the imaginary unit and Euler's number, not units.
-_UPRIGHT_CONST_RE = re.compile(r"\\(?:mathrm|text|textrm|textnormal|operatorname)\s*\{\s*([ie])\s*\}|\{\\rm\s+([ie])\s*\}")
+_UPRIGHT_CONST_RE = re.compile(r"\\(?:mathrm|text|textrm|textnormal|operatorname|mathit|textit)\s*\{\s*([ie])\s*\}|\{\\rm\s+([ie])\s*\}")
 
 
 # Numbers written as words ("five", "twenty-one", "one hundred and five", "minus three"), up to the millions.
@@ -196,6 +197,22 @@ _W_AND = r"(?:,?\s+(?:and\s+)?)"
 _NUMBER_PHRASE_RE = re.compile(
     rf"(?<![A-Za-z\\])(?<![A-Za-z]-)(?:(?:negative|minus)\s+)?(?:zero|{_W_1_999}\s+million(?:{_W_AND}{_W_1_999}\s+thousand)?"
     rf"(?:{_W_AND}{_W_1_999})?|{_W_1_999}\s+thousand(?:{_W_AND}{_W_1_999})?|{_W_1_999})(?![A-Za-z]|-[A-Za-z])", re.I)
+
+
+_DENOMINATOR_WORDS = {"half": 2, "halves": 2, "third": 3, "quarter": 4, "fourth": 4, "fifth": 5, "sixth": 6,
+                      "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10}
+_FRACTION_WORDS_RE = re.compile(
+    rf"(?<![A-Za-z\\])(an?|{_W_1_99})(?:\s*-\s*|\s+)(halves|half|(?:third|quarter|fourth|fifth|sixth|seventh|eighth"
+    rf"|ninth|tenth)s?)(?![A-Za-z])", re.I)
+
+
+def _fraction_words(m: re.Match) -> str:
+    r"""``two-thirds`` -> ``\frac{2}{3}``, ``a half`` -> ``\frac{1}{2}``."""
+    num = m.group(1).lower()
+    num = "1" if num in ("a", "an") else _NUMBER_PHRASE_RE.sub(_number_phrase_digits, num)
+    word = m.group(2).lower()
+    den = _DENOMINATOR_WORDS.get(word) or _DENOMINATOR_WORDS[word[:-1]]  # plural: "thirds"
+    return rf"\frac{{{num}}}{{{den}}}"
 
 
 def _number_phrase_digits(m: re.Match) -> str:
@@ -298,9 +315,12 @@ def _normalize(s: str) -> str:
     s = re.sub(r"\\(?:dots|ldots|cdots)(?![A-Za-z])", "", s)
     s = _strip_units(s)
     s = _unwrap_cmd(s, re.compile(r"\\text\s*\{"))
-    spelled = _NUMBER_PHRASE_RE.sub(_number_phrase_digits, s)
+    spelled = _NUMBER_PHRASE_RE.sub(_number_phrase_digits, _FRACTION_WORDS_RE.sub(_fraction_words, s))
     if spelled != s:  # "\text{seven students}": the units come off once the number has digits
         s = _strip_units(spelled)
+    if _REL_RE.search(s):  # "0 < x < 36 with x \neq 9", "... except x = 9": conditions joined in words
+        s = re.sub(r"\s+(?:with|where|but|provided(?:\s+that)?|such\s+that)\s+", ", ", s)
+        s = re.sub(r"\s*,?\s+(?:except|excluding)\s+(?:for\s+|when\s+)?([A-Za-z])\s*=\s*", r", \1 \\neq ", s)
     s = re.sub(r"(?<=[\w})\]])\s+(?:and|or)\s+(?=[-+\w\\(\[{])", ", ", s)
     s = _fix_fracs_sqrt(s)
     s = re.sub(r"\s+", " ", s).strip()
@@ -376,6 +396,10 @@ _THOUSANDS_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _BASE_RE = re.compile(r"([0-9A-Za-z]+)_\{?(\d{1,2})\}?")
 
 
+_SET_BUILDER_RE = re.compile(r"\\\{\s*[A-Za-z]\s*(?:\\in\s*\\mathbb\s*\{?R\}?\s*)?(?:\\mid|\||:|\\colon)\s*(.+)\\\}",
+                             re.S)
+
+
 def _flatten_pm(nodes: list) -> list:
     out = []
     for n in nodes:
@@ -388,6 +412,9 @@ def _parse(s: str) -> tuple:
     s = s.strip()
     m = _IN_PREFIX_RE.match(s)
     if m:
+        s = m.group(1).strip()
+    m = _SET_BUILDER_RE.fullmatch(s)
+    if m:  # "\{x \mid 0 < x < 36, x \neq 9\}" is its conditions
         s = m.group(1).strip()
     if len(s) > 1 and s[0] == "(" and _encloses(s) and not _split_top(s[1:-1], _LIST_SEP_RE)[1:]:
         return _parse(s[1:-1])  # redundant outer parentheses
@@ -471,7 +498,7 @@ def _text_answer(raw: str) -> str | None:
     if not m or sum(ch.isalpha() for ch in m.group(1)) < 2:
         return None
     words = re.sub(r"\s+", " ", m.group(1)).strip().lower()
-    if _NUMBER_PHRASE_RE.fullmatch(words):  # "\text{five}" is the number 5
+    if _NUMBER_PHRASE_RE.fullmatch(words) or _FRACTION_WORDS_RE.fullmatch(words):  # "\text{five}" is 5
         return None
     return _ARTICLE_RE.sub("", words)
 
