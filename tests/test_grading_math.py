@@ -270,7 +270,7 @@ RULE_CASES = {
         (r"0 < x < 36 \text{ with } x \neq 9", r"(0,9)\cup(9,36)", True),
         (r"0 < x < 36 \text{ except } x = 9", r"(0,9)\cup(9,36)", True),
         (r"(0,36) \setminus \{8\}", r"(0,9)\cup(9,36)", False), (r"\{x \mid 0 < x < 36\}", r"(0,9)\cup(9,36)", False),
-        (r"0 < x < 36 \text{ except } x = 8", r"(0,9)\cup(9,36)", False),
+        (r"0 < x < 36 \text{ except } x = 8", r"(0,9)\cup(9,36)", False), ("x > 0, y > 0", r"(0,\infty)", False),
         ("0 < x < 36", r"(0,9)\cup(9,36)", False), (r"0 < x < 36,\ x \neq 8", r"(0,9)\cup(9,36)", False),
         (r"1 < x < 3, x \neq 2", "(1,3)", False), (r"x > 0, x \neq 1", r"(0,\infty)", False),
         (r"0 \le x < 36, x \neq 9", r"(0,9)\cup(9,36)", False), (r"0 < x < 36, x \neq 9", r"\mathbb{R}", False),
@@ -296,6 +296,8 @@ RULE_CASES = {
         ("1606938044258990275541962092341162602522202993782792835301377", r"2^{200}", False),
         ("100!", "100!+1", False), (r"\frac{100!}{98!}", "9900", True), ("10^{60}", "10^{60}+1", False),
         (r"\sqrt{10^{80}+1}", "10^{40}", False), (r"\frac{10^{50}+1}{10^{50}}", "1", False), ("1 - 10^{-50}", "1", False),
+        ("2^{20000}", "2^{20000}+1", False), (r"2^{20000}+\frac{1}{2}", r"\frac{2^{20001}+1}{2}", True),
+        (r"\sqrt{2^{40000}}", "2^{20000}", True), (r"\sqrt{2^{40000}+1}", "2^{20000}", False),
     ],
     "non-numbers that parse to infinities": [
         ("1:00", "12:00", False), ("12:00", "1:00", False), ("2:00", "1:00", False), ("3:30", "3:45", False),

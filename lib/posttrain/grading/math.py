@@ -728,6 +728,7 @@ def _as_fraction(v) -> Fraction | None:
 
 
 _MAX_EXACT_BITS = 4_000_000  # an exact power bigger than this is left to numbers (and to the timeout)
+_MAX_CHECK_DIGITS = 20_000  # precision cap when an irrational is checked against a huge rational
 
 
 def _exact_rational(expr) -> Fraction | None:
@@ -761,7 +762,8 @@ def _exact_rational(expr) -> Fraction | None:
 
 
 def _digits(v: Fraction) -> int:
-    return len(str(abs(v.numerator))) + len(str(v.denominator))
+    """Decimal digits of numerator and denominator together (from bit lengths: str() refuses huge ints)."""
+    return int((abs(v.numerator).bit_length() + v.denominator.bit_length()) * 0.30103) + 2
 
 
 def _constant_eq(G, P) -> bool:
@@ -780,6 +782,8 @@ def _constant_eq(G, P) -> bool:
     need = max([magnitude] + [_digits(r) for r in (rg, rp) if r is not None])
     if need <= 20:
         return True
+    # Twice the digits: a root near an integer N, such as \sqrt{N^2+1}, differs from it by about 1/N^2 relative.
+    need = min(2 * need, _MAX_CHECK_DIGITS)
     a, b = _mpc(G, need + 60), _mpc(P, need + 60)
     return a is not None and b is not None and _close(a, b, mpmath.mpf(10) ** -(need + 40))
 
@@ -1023,7 +1027,10 @@ def _node_to_set(node: tuple):
             return None
     if kind == "list" and any(n[0] == "rel" for n in node[1]):  # "x < 1 or x > 2", "0 < x < 36, x \neq 9"
         sets = [_node_to_set(n) for n in node[1]]
-        return None if any(s is None for s in sets) else _combine_conditions(node[1], sets)
+        variables = {sym for n in node[1] if n[0] == "rel" for sym in _symbols(_to_sympy(n[1]))}
+        if any(s is None for s in sets) or len(variables) != 1:  # "x > 0, y > 0" is not a set of numbers
+            return None
+        return _combine_conditions(node[1], sets)
     if kind == "leaf":
         v = _to_sympy(node[1])
         return v if isinstance(v, sympy.Set) else None
