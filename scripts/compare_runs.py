@@ -17,6 +17,7 @@ from pathlib import Path
 SCORE_COLUMNS = ("pass@1", "pass@1_lo", "pass@1_hi", "pass@5", "pass@5_lo", "pass@5_hi", "truncation_rate",
                  "n", "num_problems", "num_ungradable")
 ROW_KEY = ("model", "step", "benchmark")
+LOSS_LOGS = "*/*/loss.jsonl"  # pretrain/<run>/loss.jsonl and sft/<run>/loss.jsonl
 
 
 def _relative_files(root: Path, pattern: str) -> set[Path]:
@@ -25,7 +26,7 @@ def _relative_files(root: Path, pattern: str) -> set[Path]:
 
 def compare_losses(a: Path, b: Path) -> list[str]:
     diffs = []
-    files = _relative_files(a, "*/*/loss.jsonl") | _relative_files(b, "*/*/loss.jsonl")
+    files = _relative_files(a, LOSS_LOGS) | _relative_files(b, LOSS_LOGS)
     for rel in sorted(files):
         if not (a / rel).exists() or not (b / rel).exists():
             diffs.append(f"{rel}: only in one run")
@@ -66,8 +67,7 @@ def compare_results(a: Path, b: Path) -> list[str]:
 
 
 def compare_runs(a: Path, b: Path) -> list[str]:
-    return compare_losses(a / "pretrain", b / "pretrain") + compare_losses(a / "sft", b / "sft") + \
-        compare_records(a, b) + compare_results(a, b)
+    return compare_losses(a, b) + compare_records(a, b) + compare_results(a, b)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     diffs = compare_runs(args.run_a, args.run_b)
     for d in diffs:
         print(d)
-    n_loss = len(_relative_files(args.run_a, "*/*/loss.jsonl"))
+    n_loss = len(_relative_files(args.run_a, LOSS_LOGS))
     n_rec = len(_relative_files(args.run_a, "eval/**/*.jsonl"))
     print(f"compare_runs: {n_loss} loss logs, {n_rec} record files and results.csv compared: "
           f"{'all identical' if not diffs else f'{len(diffs)} differences'}")
