@@ -507,3 +507,27 @@ def test_modules_import_without_torch_or_sympy():
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "lib"),
                                                        os.environ.get("PYTHONPATH", "")]))
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+def test_worker_pool_serves_a_module_file_and_kills_on_timeout(tmp_path):
+    from posttrain.grading.math_worker import WorkerPool, WorkerTimeout
+    rules = tmp_path / "sleepy_rules.py"
+    rules.write_text("import os, sys, time\n"
+                     "WARMUP_REQUESTS = ({'sleep': 0},)\n"
+                     "def handle(req):\n"
+                     "    time.sleep(req['sleep'])\n"
+                     "    if req.get('fail'):\n"
+                     "        raise ValueError('bad request')\n"
+                     "    return {'pid': os.getpid(), 'package': any(m.startswith('posttrain') for m in sys.modules)}\n")
+    pool = WorkerPool(rules, "handle")
+    try:
+        first = pool.call({"sleep": 0}, timeout_s=60)
+        assert first["package"] is False  # the worker loads the rules file, never the posttrain package
+        assert pool.call({"sleep": 0}, timeout_s=60)["pid"] == first["pid"]  # one persistent process
+        with pytest.raises(WorkerTimeout):
+            pool.call({"sleep": 120}, timeout_s=0.5)
+        failed = pool.call({"sleep": 0, "fail": True}, timeout_s=60)
+        assert failed["status"] == "error" and "bad request" in failed["reason"]
+        assert pool.call({"sleep": 0}, timeout_s=60)["pid"] != first["pid"]  # the killed worker was replaced
+    finally:
+        pool.shutdown()

@@ -64,13 +64,13 @@ def serve(handler: Callable[[dict], dict], warmup: Iterable[dict] = ()) -> None:
         proto.write(json.dumps(reply) + "\n")
 
 
-# The child imports the rules module inside a private package named after nothing in sys.path, so relative
-# imports between the grading files work while posttrain/__init__ and grading/__init__ never run.
+# The child imports the rules module (and this one) inside a private package whose path is their folders, so
+# relative imports between the grading files work while posttrain/__init__ and grading/__init__ never run.
 _BOOTSTRAP = """\
 import importlib, sys, types
-pkg_dir, module, handler, warmup = sys.argv[1:5]
+rules_dir, module, handler, warmup, worker_dir = sys.argv[1:6]
 pkg = types.ModuleType("_posttrain_grading_worker")
-pkg.__path__ = [pkg_dir]
+pkg.__path__ = [rules_dir] if rules_dir == worker_dir else [rules_dir, worker_dir]
 sys.modules[pkg.__name__] = pkg
 rules = importlib.import_module(pkg.__name__ + "." + module)
 worker = importlib.import_module(pkg.__name__ + "." + {worker_module!r})
@@ -147,7 +147,8 @@ class WorkerPool:
 
     def __init__(self, module_path: str | os.PathLike, handler: str, warmup: str = "WARMUP_REQUESTS") -> None:
         path = Path(module_path).resolve()
-        self._argv = [sys.executable, "-c", _BOOTSTRAP, str(path.parent), path.stem, handler, warmup]
+        self._argv = [sys.executable, "-c", _BOOTSTRAP, str(path.parent), path.stem, handler, warmup,
+                      str(Path(__file__).resolve().parent)]
         self._cond = threading.Condition()
         self._idle: list[_Worker] = []
         self._count = 0
