@@ -122,3 +122,11 @@ def test_lcb_windows_counts():
 def test_plot_histograms_writes_png_and_pdf(tmp_path):
     paths = explore.plot_histograms({"a": [1, 2, 3], "b": [5, 6]}, tmp_path / "h", "tokens", cut=2.5)
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+
+
+def test_sft_sources_table_shows_repo_relative_paths():
+    study = _mini_study(REPO_ROOT / "runs" / "x")
+    sources = explore.study_sft_sources(study)
+    table = explore.sft_sources_table(sources, {name: [{}] * 3 for name in sources})
+    assert table.loc["math:messages_jsonl", "path"] == "runs/x/setup/data/math_train.jsonl"
+    assert (table["rows"] == 3).all()

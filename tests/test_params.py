@@ -214,3 +214,4 @@ def test_repo_relative():
     assert repo_relative(REPO_ROOT / "runs" / "smoke" / "x.log") == "runs/smoke/x.log"
     assert repo_relative("/elsewhere/x.log") == "/elsewhere/x.log"
     assert repo_relative("Qwen/Qwen2.5-7B") == "Qwen/Qwen2.5-7B" and repo_relative("vllm") == "vllm"  # not paths here
+    assert repo_relative(3.5) == 3.5 and repo_relative(None) is None

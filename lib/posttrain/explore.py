@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from posttrain.eval_sets import BENCHMARKS, SHARED_DATA_DIR, ProblemSet, load_benchmark
-from posttrain.params import StudyParams
+from posttrain.params import StudyParams, repo_relative
 
 # What load_benchmark raises when a benchmark cannot be had here: no offline copy (FileNotFoundError) or the hub
 # unreachable (RuntimeError, see eval_sets.read_rows). An unknown name (KeyError) or a malformed file (ValueError)
@@ -41,7 +41,7 @@ def study_sft_sources(study: StudyParams) -> dict[str, object]:
 
 def sft_sources_table(sources: Mapping[str, object], datasets: Mapping[str, object]) -> pd.DataFrame:
     """One row per SFT set: its loader, path and row count ("streaming" for hub sets read lazily)."""
-    return pd.DataFrame({name: {"source": d.source, "path": d.path or "hub",
+    return pd.DataFrame({name: {"source": d.source, "path": repo_relative(d.path) if d.path else "hub",
                                 "rows": len(datasets[name]) if hasattr(datasets[name], "__len__") else "streaming"}
                          for name, d in sources.items()}).T
 

@@ -121,7 +121,7 @@ class TrainingParams(Strict):
 
 class LaunchParams(Strict):
     # How `accelerate launch` runs the stage; see configs/accelerate/ and scripts/slurm_train.sh.
-    backend: Literal["local", "single_gpu", "fsdp2", "deepspeed_zero3"] = "local"
+    backend: Literal["local", "single_gpu", "ddp", "fsdp2", "deepspeed_zero3"] = "local"
     num_machines: int = Field(1, gt=0)
     gpus_per_machine: int = Field(1, gt=0)
 
@@ -269,11 +269,14 @@ def resolve_repo_path(path: str | Path) -> Path:
     return path.resolve() if path.exists() else REPO_ROOT / path
 
 
-def repo_relative(path: str | Path) -> str:
-    """An absolute `path` inside the repository made relative to its root (as outputs show paths: a shared report
-    should not carry a machine's layout); anything else (a relative path, a hub id, a path elsewhere) unchanged."""
+def repo_relative(path: Any) -> Any:
+    """An absolute path inside the repository made relative to its root, as a string (as outputs show paths: a
+    shared report should not carry a machine's layout); anything else (a relative path, a hub id, a path elsewhere,
+    a number) unchanged, so a whole table can go through it: `frame.map(repo_relative)`."""
+    if not isinstance(path, (str, Path)) or not Path(path).is_absolute():
+        return path
     try:
-        return str(Path(path).relative_to(REPO_ROOT)) if Path(path).is_absolute() else str(path)
+        return str(Path(path).relative_to(REPO_ROOT))
     except ValueError:
         return str(path)
 
