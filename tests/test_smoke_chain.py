@@ -1,26 +1,48 @@
-"""The whole chain end to end at its smallest size (params/smoke.yaml), as `make smoke` runs it.
+"""The whole chain end to end at its smallest size (params/smoke.yaml), as `make smoke` runs it, and the notebooks
+on that run as a JupyterLab user runs them.
 
-Slow (a few minutes): it trains tiny models, samples with vLLM on the CPU, grades, and renders the report.
+Slow (a few minutes): it trains tiny models, samples with vLLM on the CPU, grades, and renders the report. The chain
+runs once per session (`smoke_run`); the notebook tests reuse its run directory. SMOKE_RUN_DIR=<a finished copy of a
+smoke run> skips the chain and tests that run instead (the notebook tests write into it: point it at a copy).
 """
 import csv
+import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from posttrain.params import REPO_ROOT, load_study
+from posttrain.pipeline import NOTEBOOK_DIR, NOTEBOOK_STAGES, STAGES
 
 pytestmark = pytest.mark.slow
+MAX_OUTPUT_LINES = 50  # per cell, in an executed notebook: more is a log, not a report
+LAB_KERNEL = "posttrain"  # the kernel `make lab` offers (scripts/setup_env.sh installs it)
 
 
-def test_smoke_chain(tmp_path):
-    run_dir = tmp_path / "smoke"
-    cmd = [sys.executable, "-m", "posttrain.pipeline", str(REPO_ROOT / "params/smoke.yaml"), "--run-dir", str(run_dir)]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+def _pipeline(run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "posttrain.pipeline", str(REPO_ROOT / "params/smoke.yaml"), "--run-dir", str(run_dir)]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    """A finished smoke run: SMOKE_RUN_DIR, or the chain run here once."""
+    if os.environ.get("SMOKE_RUN_DIR"):
+        return Path(os.environ["SMOKE_RUN_DIR"]).resolve()
+    run_dir = tmp_path_factory.mktemp("chain") / "smoke"
+    proc = subprocess.run(_pipeline(run_dir), cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return run_dir
 
+
+def test_smoke_chain(smoke_run):
+    run_dir = smoke_run
     study = load_study(REPO_ROOT / "params/smoke.yaml", str(run_dir))
-    for stage in ("00_explore_data", "01_pretrain", "02_sft", "03_evaluate", "04_report"):
+    assert (run_dir / "setup" / "setup.json").is_file()  # the mini_setup stage
+    for stage in NOTEBOOK_STAGES:
         assert (run_dir / "notebooks" / f"{stage}.ipynb").is_file()
         assert (run_dir / "notebooks" / f"{stage}.html").is_file()
     assert (run_dir / "index.html").is_file()
@@ -36,5 +58,106 @@ def test_smoke_chain(tmp_path):
     assert any(r["train_domain"] == "math" and r["domain"] == "code" for r in rows)
 
     # a second run skips every stage: nothing is recomputed for the same params
-    again = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and again.stdout.count("skipped") == 5, again.stdout[-2000:]
+    again = subprocess.run(_pipeline(run_dir), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stdout.count("skipped") == len(STAGES), again.stdout[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------- saved outputs
+
+
+def rendered_lines(text: str) -> int:
+    """Lines a reader sees of a stream: a carriage return redraws its line (tqdm), so only the last draw counts."""
+    lines = [line.rsplit("\r", 1)[-1] for line in text.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return len(lines)
+
+
+def cell_output_lines(cell: dict) -> int:
+    """Lines one code cell's saved outputs show: streams as rendered (per stream name, joined first: a progress bar
+    arrives in many chunks), text/plain of displays and results, tracebacks; a widget or an image counts one."""
+    streams: dict[str, str] = {}
+    count = 0
+    for out in cell.get("outputs", []):
+        kind = out["output_type"]
+        if kind == "stream":
+            streams[out["name"]] = streams.get(out["name"], "") + "".join(out["text"])
+        elif kind == "error":
+            count += sum(rendered_lines(line) for line in out["traceback"])
+        else:
+            text = "".join(out["data"].get("text/plain", ""))
+            count += max(1, rendered_lines(text))
+    return count + sum(rendered_lines(text) for text in streams.values())
+
+
+@pytest.mark.parametrize("outputs, lines", [
+    ([{"output_type": "stream", "name": "stderr", "text": ["  0%|   | 0/9\r", " 50%|  | 4/9\r", "100%| | 9/9\n"]}], 1),
+    ([{"output_type": "stream", "name": "stdout", "text": "a\nb\n"},
+      {"output_type": "stream", "name": "stdout", "text": "c\n"}], 3),
+    ([{"output_type": "display_data", "data": {"text/plain": "<Figure>", "image/png": "..."}}], 1),
+    ([{"output_type": "execute_result", "data": {"text/plain": "  x\n0 1\n1 2"}}], 3),
+])
+def test_cell_output_lines(outputs, lines):
+    assert cell_output_lines({"outputs": outputs}) == lines
+
+
+def test_executed_notebooks_are_short(smoke_run):
+    """Saved notebooks are the shared report: no cell may carry a log (progress redraws, per-step dicts)."""
+    longest = {}
+    for stage in NOTEBOOK_STAGES:
+        nb = json.loads((smoke_run / "notebooks" / f"{stage}.ipynb").read_text())
+        counts = [(cell_output_lines(c), i) for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"]
+        longest[stage] = max(counts)
+    too_long = {stage: f"cell {i}: {n} lines" for stage, (n, i) in longest.items() if n > MAX_OUTPUT_LINES}
+    assert not too_long, f"saved outputs over {MAX_OUTPUT_LINES} lines: {too_long}"
+
+
+def test_executed_notebooks_show_no_machine_paths(smoke_run):
+    """Paths in outputs are relative to the repository; a shared report must not carry this machine's layout."""
+    for stage in NOTEBOOK_STAGES:
+        text = (smoke_run / "notebooks" / f"{stage}.ipynb").read_text()
+        outputs = json.dumps([c.get("outputs", []) for c in json.loads(text)["cells"]])
+        assert str(REPO_ROOT) not in outputs, f"{stage}: an output shows {REPO_ROOT}"
+
+
+# ---------------------------------------------------------------------------------------------- JupyterLab
+
+
+def as_lab_user_would(notebook: Path, run_dir: Path):
+    """The notebook with its parameters cell edited as a user would in JupyterLab (the smoke params, by their
+    repository-relative path; this run's directory), and no papermill cell injected."""
+    import nbformat
+    nb = nbformat.read(notebook, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    source, n = re.subn(r'^params_path = "params/mini.yaml"', 'params_path = "params/smoke.yaml"', cell.source, flags=re.M)
+    source, m = re.subn(r"^run_dir = None", f"run_dir = {str(run_dir)!r}", source, flags=re.M)
+    assert n == m == 1, f"{notebook.name}: parameters cell no longer sets params_path/run_dir defaults:\n{cell.source}"
+    cell.source = source
+    return nb
+
+
+def error_outputs(nb) -> list[str]:
+    found = []
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.output_type == "error":
+                found.append(f"cell {i}: {out.ename}: {out.evalue}")
+            elif out.output_type == "stream" and out.name == "stderr" and "Traceback" in out.text:
+                found.append(f"cell {i}: traceback on stderr: {out.text[-500:]}")
+    return found
+
+
+@pytest.mark.parametrize("stage", NOTEBOOK_STAGES)
+def test_notebook_runs_in_jupyterlab(smoke_run, stage):
+    """Run All from a fresh kernel, as `make lab` runs it: kernel `posttrain`, working directory notebooks/."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from nbclient import NotebookClient
+    try:
+        KernelSpecManager().get_kernel_spec(LAB_KERNEL)
+    except NoSuchKernel:
+        pytest.fail(f"no Jupyter kernel {LAB_KERNEL!r}: scripts/setup_env.sh installs it (make setup)")
+    nb = as_lab_user_would(NOTEBOOK_DIR / f"{stage}.ipynb", smoke_run)
+    NotebookClient(nb, kernel_name=LAB_KERNEL, timeout=600, allow_errors=True,
+                   resources={"metadata": {"path": str(NOTEBOOK_DIR)}}).execute()
+    errors = error_outputs(nb)
+    assert not errors, f"{stage} in JupyterLab:\n" + "\n".join(errors)
