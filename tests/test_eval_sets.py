@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.eval_sets import (ASSERTS_PASSED, BENCHMARKS, SHARED_DATA_DIR, Problem, decode_lcb_tests,
-                                  encode_lcb_tests, grading_item, load_benchmark, prompt_messages, render_prompt)
+from posttrain.eval_sets import (ASSERTS_PASSED, BENCHMARKS, SHARED_DATA_DIR, BenchmarkSpec, Problem,
+                                 decode_lcb_tests, encode_lcb_tests, grading_item, load_benchmark, prompt_messages,
+                                 render_prompt)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 shared = pytest.mark.skipif(not SHARED_DATA_DIR.is_dir(), reason="../shared/data not present")
@@ -117,18 +118,33 @@ def test_humaneval_and_mbpp_become_assert_programs():
     assert len(mbpp) == 974 and "assert min_cost" in mbpp[0].test_program and "assert min_cost" in mbpp[0].problem
 
 
-def test_grading_item_for_asserts_is_one_stdin_test():
-    pytest.importorskip("posttrain.grading.code")
-    p = Problem("t", "mbpp", "code", "add", test_program="assert add(1, 2) == 3\n")
-    item = grading_item(p, "Here:\n```python\ndef add(a, b):\n    return a + b\n```")
+def test_grading_item_passes_the_raw_response_and_the_asserts_apart():
+    response = "Here:\n```python\ndef add(a, b):\n    return a + b\n```\nDone."
+    item = grading_item(Problem("t", "mbpp", "code", "add", test_program="assert add(1, 2) == 3\n"), response)
+    assert item["response"] == response  # the grader extracts the program, by its semantics
     assert item["tests"] == [{"input": "", "output": ASSERTS_PASSED, "testtype": "stdin"}]
-    assert "def add(a, b)" in item["response"] and "assert add(1, 2) == 3" in item["response"]
+    assert item["test_program"].startswith("assert add(1, 2) == 3") and ASSERTS_PASSED in item["test_program"]
+    assert item["semantics"] == "strict"
+    lcb = grading_item(Problem("c", "mini_code", "code", "sum", tests=[{"input": "1\n", "output": "1\n",
+                                                                         "testtype": "stdin"}]), response)
+    assert lcb["response"] == response and lcb["semantics"] == "lcb" and "test_program" not in lcb
 
 
-def test_every_spec_has_a_source():
+def test_every_spec_has_a_source_and_a_grader():
     for spec in BENCHMARKS.values():
         assert spec.local_path or spec.hub_id, spec.name
         assert spec.grader == ("math" if spec.domain == "math" else "code"), spec.name
+        assert spec.grader_label in ("math", "code:lcb", "code:strict"), spec.name
+    assert BENCHMARKS["lcb_v5"].grader_label == BENCHMARKS["mini_code"].grader_label == "code:lcb"
+    assert all(BENCHMARKS[b].stands_in_for for b in ("mini_math", "mini_math_competition", "mini_code"))
+    with pytest.raises(ValueError, match="'x'.*needs semantics"):
+        BenchmarkSpec("x", "code", "lcb", "x.jsonl", grader="code")
+
+
+def test_unreadable_benchmark_line_is_named(tmp_path):
+    (tmp_path / "mini_math_test.jsonl").write_text('{"problem": "1+1", "answer": "2"}\n{"problem": \n')
+    with pytest.raises(ValueError, match="mini_math_test.jsonl:2: not valid JSON"):
+        load_benchmark("mini_math", tmp_path)
 
 
 @pytest.fixture(scope="module")

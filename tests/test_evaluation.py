@@ -14,10 +14,10 @@ import pytest
 
 import posttrain.generation as generation
 from posttrain.eval_sets import encode_lcb_tests
-from posttrain.evaluation import (PENDING, RESULT_COLUMNS, competition_average, generate_job, generation_hash,
-                                  graded_examples, load_problems, plan_evaluations, read_records, run_evaluation,
-                                  score_job)
+from posttrain.evaluation import (PENDING, competition_average, generate_job, generation_hash, grade_job,
+                                  graded_examples, load_problems, plan_evaluations, run_evaluation, score_job)
 from posttrain.params import StudyParams
+from posttrain.records import RESULT_COLUMNS, Record, read_records, write_records
 
 def _graders_available() -> bool:
     try:
@@ -121,19 +121,19 @@ def test_resume_generates_only_missing_problems(tmp_path, tiny, data_dir, spy_ge
     assert generate_job(job, problems, study.evaluate, ckpt, progress=False) == 7
     math_file = ckpt / "mini_math.jsonl"
     full = read_records(math_file)
-    assert [r["problem_id"] for r in full] == ["m0", "m1", "m2", "m3"]
+    assert [r.problem_id for r in full] == ["m0", "m1", "m2", "m3"]
     # Simulate a kill: m2 was generated but still sits in a worker's shard file, m3 was never generated,
     # and the last line of the record file was cut mid-write.
     (ckpt / PENDING).mkdir(exist_ok=True)
     (ckpt / PENDING / "gen.shard0.jsonl").write_text(json.dumps({
-        "key": {k: full[2][k] for k in ("benchmark", "problem_id", "params_hash", "prompt")},
-        **{k: full[2][k] for k in ("responses", "finish_reasons", "num_tokens")}}) + "\n")
-    math_file.write_text("".join(json.dumps(r) + "\n" for r in full[:2]) + '{"problem_id": "m3", "resp')
+        "key": {k: getattr(full[2], k) for k in ("benchmark", "problem_id", "params_hash", "prompt")},
+        **{k: getattr(full[2], k) for k in ("responses", "finish_reasons", "num_tokens")}}) + "\n")
+    math_file.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in full[:2]) + '{"problem_id": "m3", "resp')
     assert generate_job(job, problems, study.evaluate, ckpt, progress=False) == 1
     assert spy_generate == [["c0", "c1", "c2", "m0", "m1", "m2", "m3"], ["m3"]]
-    again = {r["problem_id"]: r for r in read_records(math_file)}
+    again = {r.problem_id: r for r in read_records(math_file)}
     assert sorted(again) == ["m0", "m1", "m2", "m3"]
-    assert [again[p]["responses"] for p in ("m0", "m1", "m2")] == [r["responses"] for r in full[:3]]
+    assert [again[p].responses for p in ("m0", "m1", "m2")] == [r.responses for r in full[:3]]
     assert generate_job(job, problems, study.evaluate, ckpt, progress=False) == 0  # nothing left: no engine
 
 
@@ -148,7 +148,7 @@ def test_changed_sampling_params_regenerate(tmp_path, tiny, data_dir, spy_genera
     generate_job(job, load_problems(job.benchmarks, changed.evaluate), changed.evaluate, ckpt, progress=False)
     assert spy_generate == [["m0", "m1"], ["m0", "m1", "m2"]]
     rows = read_records(ckpt / "mini_math.jsonl")
-    assert len(rows) == 3 and {r["params_hash"] for r in rows} == {generation_hash(changed.evaluate, "mini_math")}
+    assert len(rows) == 3 and {r.params_hash for r in rows} == {generation_hash(changed.evaluate, "mini_math")}
 
 
 def test_score_job_from_records(tmp_path, tiny, data_dir):
@@ -165,8 +165,9 @@ def test_score_job_from_records(tmp_path, tiny, data_dir):
             f.write(json.dumps({"problem_id": f"m{i}", "benchmark": "mini_math", "prompt": "", "responses": [""] * 5,
                                 "finish_reasons": ["stop"] * 4 + ["length"], "num_tokens": [1] * 5,
                                 "correct": c, "statuses": ["ok"] * 5, "params_hash": h}) + "\n")
-    (row,) = score_job(job, problems, study.evaluate, ckpt)
+    (row,) = score_job(job, problems, study.evaluate, ckpt, run_dir=tmp_path)
     assert row["pass@1"] == pytest.approx((1 + 0.2) / 4) and row["pass@5"] == pytest.approx(2 / 4)
+    assert row["records"] == "ck/mini_math.jsonl" and row["grader"] == "math" and row["path"] == job.path
     assert row["pass@1_lo"] <= row["pass@1"] <= row["pass@1_hi"]
     assert row["truncation_rate"] == pytest.approx(0.2) and row["num_problems"] == 4 and row["n"] == 5
 
@@ -187,11 +188,15 @@ def _check_results(run_dir, table):
         assert math.isnan(row["pass@5"])  # n = 2 < 5
         assert 0 <= row["truncation_rate"] <= 1 and row["arm"] == "Base"
     assert dict(zip(on_disk["benchmark"], on_disk["num_problems"])) == {"mini_math": 4, "mini_code": 3}
+    assert list(on_disk["records"]) == ["eval/base/final/mini_math.jsonl", "eval/base/final/mini_code.jsonl"]
+    assert list(on_disk["grader"]) == ["math", "code:lcb"]
     for bench in ("mini_math", "mini_code"):
-        for r in read_records(Path(run_dir) / "eval" / "base" / "final" / f"{bench}.jsonl"):
-            assert len(r["correct"]) == len(r["statuses"]) == 2
-            assert all(s == "truncated" for s, f in zip(r["statuses"], r["finish_reasons"]) if f == "length")
-            assert not any(c for c, f in zip(r["correct"], r["finish_reasons"]) if f == "length")
+        records = read_records(Path(run_dir) / "eval" / "base" / "final" / f"{bench}.jsonl")
+        assert records and all(r.grader == on_disk.set_index("benchmark").loc[bench, "grader"] for r in records)
+        for r in records:
+            assert len(r.correct) == len(r.statuses) == 2
+            assert all(s == "truncated" for s, f in zip(r.statuses, r.finish_reasons) if f == "length")
+            assert not any(c for c, f in zip(r.correct, r.finish_reasons) if f == "length")
 
 
 @needs_graders
@@ -208,3 +213,64 @@ def test_end_to_end_hf(tmp_path, tiny, data_dir):
 def test_end_to_end_vllm(tmp_path, tiny, data_dir):
     study = _study(tmp_path / "run", data_dir, base_model=tiny, engine="vllm")
     _check_results(tmp_path / "run", run_evaluation(study, progress=False))
+
+
+def test_grade_job_passes_raw_responses_and_semantics_and_regrades_other_graders(tmp_path, data_dir, monkeypatch):
+    """Graders are faked: this checks the wiring (which samples, which semantics, verdicts written back)."""
+    import posttrain.grading.code as code_grader
+    import posttrain.grading.math as math_grader
+    from posttrain.grading.verdict import Verdict
+    calls = {}
+
+    def fake_code(items, timeout_s, num_workers=None, progress=False, semantics="lcb"):
+        calls.setdefault("code", []).append((semantics, [i["response"] for i in items]))
+        return [Verdict("print" in i["response"], "passed" if "print" in i["response"] else "wrong_answer")
+                for i in items]
+
+    def fake_math(pairs, timeout_s, num_workers=None, progress=False):
+        calls.setdefault("math", []).append(pairs)
+        return [Verdict(resp == gold, "correct" if resp == gold else "wrong") for resp, gold in pairs]
+    monkeypatch.setattr(code_grader, "grade_code_batch", fake_code)
+    monkeypatch.setattr(math_grader, "grade_math_batch", fake_math)
+    study = _study(tmp_path / "run", data_dir, limit=1)
+    params = study.evaluate
+    from posttrain.evaluation import EvalJob
+    job = EvalJob("m", "0%-Pre", "mini", "math", "final", None, "w", "t", ["mini_math", "mini_code"])
+    ckpt = tmp_path / "ck"
+    ckpt.mkdir()
+    code_response = "Here:\n```python\nprint(3)\n```"
+    write_records(ckpt / "mini_math.jsonl", [Record("m0", "mini_math", "p", ["1", "2"], ["stop", "length"], [1, 1],
+                                                    generation_hash(params, "mini_math"))])
+    write_records(ckpt / "mini_code.jsonl", [Record("c0", "mini_code", "p", [code_response, "no"], ["stop", "stop"],
+                                                    [1, 1], generation_hash(params, "mini_code"),
+                                                    correct=[False, False], statuses=["x", "x"],
+                                                    grader="code:strict")])
+    problems = load_problems(job.benchmarks, params)
+    assert grade_job(job, problems, params, ckpt, progress=False) == 3  # the truncated math sample is not graded
+    assert calls["code"] == [("lcb", [code_response, "no"])]  # raw responses; graded again: it was code:strict
+    assert calls["math"] == [[("1", "1")]]
+    (m,), (c,) = read_records(ckpt / "mini_math.jsonl"), read_records(ckpt / "mini_code.jsonl")
+    assert (m.correct, m.statuses, m.grader) == ([True, False], ["correct", "truncated"], "math")
+    assert (c.correct, c.statuses, c.grader) == ([True, False], ["passed", "wrong_answer"], "code:lcb")
+    assert grade_job(job, problems, params, ckpt, progress=False) == 0  # graded by the right grader: kept
+
+
+def test_records_round_trip_and_bad_lines(tmp_path):
+    from posttrain.records import read_jsonl, records_reference
+    path = tmp_path / "eval" / "m" / "final" / "b.jsonl"
+    path.parent.mkdir(parents=True)
+    recs = [Record("p1", "b", "q", ["a", "b"], ["stop", "length"], [3, 9], "h", [True, False], ["correct",
+                                                                                               "truncated"], "math"),
+            Record("p2", "b", "q", ["c"], ["stop"], [2], "h")]
+    write_records(path, recs)
+    assert read_records(path) == recs and not read_records(path)[1].graded
+    assert "correct" not in path.read_text().splitlines()[1]  # ungraded: no verdict fields at all
+    path.write_text(path.read_text() + '{"problem_id": "p3", "resp')  # a kill mid-line
+    assert read_records(path) == recs
+    with pytest.raises(ValueError, match=r"b.jsonl:3: not valid JSON"):
+        read_jsonl(path)
+    path.write_text('{"problem_id": "p1", "benchmark": "b"}\n')
+    with pytest.raises(ValueError, match=r"b.jsonl record 1: record lacks field\(s\) \['prompt'"):
+        read_records(path)
+    assert records_reference(path, tmp_path) == "eval/m/final/b.jsonl"
+    assert records_reference(path, tmp_path / "elsewhere") == str(path)

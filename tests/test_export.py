@@ -34,7 +34,7 @@ def run_dir(tmp_path):
                      "step": 0 if arm == "Base" else 5, "benchmark": "mini_math", "domain": "math", "n": 4,
                      "num_problems": 10, "num_ungradable": 0, "pass@1": v, "pass@1_lo": v - 0.05,
                      "pass@1_hi": v + 0.05, "pass@5": v + 0.1, "pass@5_lo": v, "pass@5_hi": v + 0.2,
-                     "truncation_rate": 0.0, "path": ""})
+                     "truncation_rate": 0.0, "path": "", "grader": "math", "records": ""})
     (tmp_path / "eval").mkdir()
     pd.DataFrame(rows).to_csv(tmp_path / "eval" / "results.csv", index=False)
     report.write_report(run_dir=tmp_path, figures_dir=tmp_path / "figures", n_boot=50)
@@ -50,7 +50,10 @@ def test_export_writes_index_and_self_contained_pages(run_dir):
     out = export.export_html(run_dir)
     index = out["index"].read_text()
     assert 'href="notebooks/04_report.html"' in index
-    assert "<table>" in index and "MATH-500 pass@1" in index and "70.0" in index  # Table 1 as HTML
+    assert "<table>" in index and "mini_math pass@1" in index and "70.0" in index  # Table 1 as HTML
+    # the claims table comes first, with the paper's figure and a verdict per claim
+    assert index.index("claims hold") < index.index("Headline results")
+    assert "74.4 vs 2.4" in index and "undetermined (no CI)" in index and "Rule: A case holds" in index
     assert "data:image/png;base64," in index  # the main figure travels with the page
     page = (run_dir / "notebooks" / "04_report.html").read_text()
     assert "Report notebook" in page and "data:image/png;base64," in page
@@ -59,6 +62,7 @@ def test_export_writes_index_and_self_contained_pages(run_dir):
 def test_export_without_report_still_writes_index(tmp_path):
     out = export.export_html(tmp_path)
     assert "No Table 1 yet" in out["index"].read_text() and out["notebooks"] == []
+    assert "No claims table yet" in out["index"].read_text()
 
 
 def _chromium(*args) -> subprocess.CompletedProcess:
@@ -80,6 +84,6 @@ def test_pages_render_in_chromium(run_dir, page):
     assert pixels.std() > 5, "screenshot is blank"
     dom = _chromium("--dump-dom", f"file://{run_dir / page}").stdout
     if page == "index.html":
-        assert "MATH-500 pass@1" in dom and "short-Pre" in dom
+        assert "mini_math pass@1" in dom and "short-Pre" in dom and "claims hold" in dom
     else:
         assert "Report notebook" in dom

@@ -1,14 +1,15 @@
-"""posttrain.report on a synthetic study (results table + generation records written to tmp_path).
+"""posttrain.report on a synthetic study (results table + generation records written to tmp_path), and the
+claims check on records whose per-problem scores are set by hand.
 
-Run: PYTHONPATH=lib .venv/bin/python -m pytest tests/test_report.py -x -q
+Run: .venv/bin/python -m pytest tests/test_report.py -x -q
 """
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from posttrain import report
+from posttrain.eval_sets import BENCHMARK_DOMAIN, get_spec
+from posttrain.records import Record, records_relpath, write_records
 
 MINI_BENCHES = {"math": ["mini_math", "mini_math_competition"], "code": ["mini_code"]}
 ARM_SKILL = {"Base": 0.1, "0%-Pre": 0.2, "short-Pre": 0.45, "100%-Pre": 0.8}
@@ -17,25 +18,29 @@ N_SAMPLES, N_PROBLEMS = 5, 12
 
 def _write_model(run_dir, rows, rng, model, arm, size, train_domain, step, benchmarks, with_records=True):
     for bench in benchmarks:
-        domain = report.BENCHMARK_DOMAIN[bench]
+        domain = BENCHMARK_DOMAIN[bench]
         skill = ARM_SKILL[arm] * (1.0 if domain == train_domain or arm == "Base" else 0.3) * (0.5 + step / 40)
         correct = rng.random((N_PROBLEMS, N_SAMPLES)) < min(skill, 1.0)
-        path = run_dir / "eval" / model / f"checkpoint-{step}" / f"{bench}.jsonl"
+        # the checkpoint folder's name says nothing about the step: the report must follow `records`
+        relpath = records_relpath(model, f"ckpt-{step}", bench)
         if with_records:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w") as f:
-                for i, c in enumerate(correct):
-                    f.write(json.dumps({
-                        "problem_id": f"{bench}-{i}", "benchmark": bench, "prompt": f"Problem {i} of {bench}?",
-                        "responses": [f"reasoning ... answer {j}" for j in range(N_SAMPLES)],
-                        "finish_reasons": ["stop"] * N_SAMPLES, "num_tokens": [10] * N_SAMPLES,
-                        "correct": c.tolist(), "statuses": ["ok"] * N_SAMPLES, "params_hash": "h"}) + "\n")
+            _write_records(run_dir / relpath, bench, correct)
         p1 = correct.mean(1)
         rows.append({"model": model, "arm": arm, "size": size, "train_domain": train_domain, "step": step,
                      "benchmark": bench, "domain": domain, "n": N_SAMPLES, "num_problems": N_PROBLEMS,
                      "num_ungradable": 0, "pass@1": p1.mean(), "pass@1_lo": max(p1.mean() - 0.1, 0),
                      "pass@1_hi": min(p1.mean() + 0.1, 1), "pass@5": correct.any(1).mean(),
-                     "pass@5_lo": 0.0, "pass@5_hi": 1.0, "truncation_rate": 0.0, "path": str(path)})
+                     "pass@5_lo": 0.0, "pass@5_hi": 1.0, "truncation_rate": 0.0, "path": f"/weights/{model}",
+                     "grader": get_spec(bench).grader_label, "records": relpath})
+
+
+def _write_records(path, bench, correct):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = correct.shape[1]
+    write_records(path, [Record(f"{bench}-{i}", bench, f"Problem {i} of {bench}?",
+                                [f"reasoning ... answer {j}" for j in range(n)], ["stop"] * n, [10] * n, "h",
+                                correct=c.tolist(), statuses=["ok"] * n, grader=get_spec(bench).grader_label)
+                         for i, c in enumerate(correct)])
 
 
 @pytest.fixture
@@ -74,24 +79,30 @@ def test_tables_match_inputs_and_missing_runs_are_gaps(mini_run, tmp_path):
     out = report.write_report(run_dir=run_dir, figures_dir=tmp_path / "figs", n_boot=200)
     t1 = out["tables"]["table1"]
     assert list(t1.index) == [(s, a) for s in ("s1", "s2") for a in ("Base", "0%-Pre", "short-Pre", "100%-Pre")]
-    assert list(t1.columns.get_level_values(0).unique()) == ["MATH-500", "Competition avg", "LCB"]
+    assert list(t1.columns.get_level_values(0).unique()) == ["mini_math", "mini_math_competition", "mini_code"]
     for arm in ("0%-Pre", "short-Pre", "100%-Pre"):
         # in-domain final checkpoint (step 20, not 10)
-        assert t1.loc[("s1", arm), ("MATH-500", "pass@1")] == pytest.approx(_value(results, arm, "s1", "math",
-                                                                                   "mini_math"))
-        assert t1.loc[("s1", arm), ("LCB", "pass@5")] == pytest.approx(_value(results, arm, "s1", "code",
-                                                                              "mini_code", "pass@5"))
-    assert t1.loc[("s1", "Base"), ("LCB", "pass@1")] == pytest.approx(_value(results, "Base", "s1", "", "mini_code"))
+        assert t1.loc[("s1", arm), ("mini_math", "pass@1")] == pytest.approx(_value(results, arm, "s1", "math",
+                                                                                    "mini_math"))
+        assert t1.loc[("s1", arm), ("mini_code", "pass@5")] == pytest.approx(_value(results, arm, "s1", "code",
+                                                                                   "mini_code", "pass@5"))
+    assert t1.loc[("s1", "Base"), ("mini_code", "pass@1")] == pytest.approx(_value(results, "Base", "s1", "",
+                                                                                  "mini_code"))
     # Table 3: a math model on code, next to Base
     t3 = out["tables"]["table3_math_sft_on_code"]
-    assert t3.loc[("s1", "100%-Pre"), ("LCB", "pass@1")] == pytest.approx(
+    assert t3.loc[("s1", "100%-Pre"), ("mini_code", "pass@1")] == pytest.approx(
         _value(results, "100%-Pre", "s1", "math", "mini_code"))
     # missing runs: gaps with notes, not errors
-    assert np.isnan(t1.loc[("s2", "0%-Pre"), ("LCB", "pass@1")])
-    assert np.isnan(t1.loc[("s2", "short-Pre"), ("Competition avg", "pass@1")])
+    assert np.isnan(t1.loc[("s2", "0%-Pre"), ("mini_code", "pass@1")])
+    assert np.isnan(t1.loc[("s2", "short-Pre"), ("mini_math_competition", "pass@1")])
     md = (run_dir / "report" / "table1.md").read_text()
-    assert "—" in md and "0%-Pre s2 code-SFT on mini_code" in md and "short-Pre s2 math-SFT on mini_math_competition" in md
-    assert "\\begin{tabular}" in (run_dir / "report" / "table1.tex").read_text()
+    assert "—" in md and "0%-Pre s2 code-SFT on mini_code" in md
+    assert "short-Pre s2 math-SFT on mini_math_competition" in md
+    # honest names: a sentence maps the miniature's sets to the paper's benchmarks and names the graders
+    assert "mini_math stands in for the paper's MATH-500" in md and "mini_code: code:lcb" in md
+    assert "MATH-500" in out["captions"]["table1"] and "LiveCodeBench" in out["captions"]["table3_math_sft_on_code"]
+    tex = (run_dir / "report" / "table1.tex").read_text()
+    assert "\\begin{tabular}" in tex and "stands in for" in tex
     row = next(line for line in md.splitlines() if line.startswith("| s1 | 100%-Pre"))
     assert f"{100 * _value(results, '100%-Pre', 's1', 'math', 'mini_math'):.1f}" in row
 
@@ -117,15 +128,20 @@ def test_gap_closure_arithmetic_and_figures(mini_run, tmp_path):
     assert (run_dir / "report" / "examples.md").is_file()
 
 
-def test_joint_bootstrap_undefined_when_denominator_ci_has_zero():
+def test_joint_bootstrap_gap_is_defined_only_for_a_positive_gap():
     rng = np.random.default_rng(1)
     same = rng.random(50)
     stats = report.joint_bootstrap_gap(same, rng.random(50), same + rng.normal(0, 0.01, 50), n_boot=300)
     assert not stats["defined"] and np.isnan(stats["gap_closure"]) and np.isnan(stats["gap_lo"])
+    assert "not above 0" in stats["reason"]
+    # 100%-Pre clearly *below* 0%-Pre: the ratio would be a positive number, but there is no gap to close
+    zero, short, full = np.ones(40), np.r_[np.ones(30), np.zeros(10)], np.r_[np.ones(10), np.zeros(30)]
+    stats = report.joint_bootstrap_gap(zero, short, full, n_boot=300)
+    assert stats["denominator_hi"] < 0 and not stats["defined"] and np.isnan(stats["gap_closure"])
     zero, full = np.zeros(40), np.ones(40)
     short = np.r_[np.ones(10), np.zeros(30)]
     stats = report.joint_bootstrap_gap(zero, short, full, n_boot=300)
-    assert stats["defined"] and stats["gap_closure"] == pytest.approx(0.25)
+    assert stats["defined"] and stats["gap_closure"] == pytest.approx(0.25) and stats["reason"] == ""
     assert stats["gap_lo"] < 0.25 < stats["gap_hi"]
 
 
@@ -134,31 +150,32 @@ def test_paper_layout_competition_average_and_no_records(tmp_path):
     rng, rows = np.random.default_rng(2), []
     for arm in ("Base", "0%-Pre", "0.1%-Pre", "100%-Pre"):
         for b in benches:
-            domain = report.BENCHMARK_DOMAIN[b]
+            domain = BENCHMARK_DOMAIN[b]
             for train_domain in ([""] if arm == "Base" else ["math", "code"]):
                 v = rng.random()
                 rows.append({"model": f"{arm}-{train_domain}", "arm": arm, "size": "1.5B",
                              "train_domain": train_domain, "step": 0 if arm == "Base" else 50000, "benchmark": b,
                              "domain": domain, "n": 10, "num_problems": 30, "num_ungradable": 0, "pass@1": v,
                              "pass@1_lo": v, "pass@1_hi": v, "pass@5": v, "pass@5_lo": v, "pass@5_hi": v,
-                             "truncation_rate": 0, "path": ""})
+                             "truncation_rate": 0, "path": "", "grader": get_spec(b).grader_label, "records": ""})
     results = pd.DataFrame(rows)
     (tmp_path / "eval").mkdir()
     results.to_csv(tmp_path / "eval" / "results.csv", index=False)
     out = report.write_report(run_dir=tmp_path, figures_dir=tmp_path / "figs", n_boot=100)
     t1, t2 = out["tables"]["table1"], out["tables"]["table2"]
-    assert list(t1.columns.get_level_values(0).unique()) == ["MATH-500", "Competition avg", "LCB v5", "LCB v6"]
+    assert list(t1.columns.get_level_values(0).unique()) == ["MATH-500", "Comp. Math avg", "LCB v5", "LCB v6"]
     comps = ["aime24", "aime25", "hmmt_feb25", "hmmt_nov25"]
     r = results[(results.arm == "0.1%-Pre") & (results.train_domain == "math")].set_index("benchmark")
-    assert t1.loc[("1.5B", "0.1%-Pre"), ("Competition avg", "pass@1")] == pytest.approx(r.loc[comps, "pass@1"].mean())
-    assert t2.loc[("1.5B", "0.1%-Pre"), ("HMMT Nov25", "pass@1")] == pytest.approx(r.loc["hmmt_nov25", "pass@1"])
+    assert t1.loc[("1.5B", "0.1%-Pre"), ("Comp. Math avg", "pass@1")] == pytest.approx(r.loc[comps, "pass@1"].mean())
+    assert t2.loc[("1.5B", "0.1%-Pre"), ("HMMT Nov 25", "pass@1")] == pytest.approx(r.loc["hmmt_nov25", "pass@1"])
     code = results[(results.arm == "0.1%-Pre") & (results.train_domain == "code")].set_index("benchmark")
     assert t1.loc[("1.5B", "0.1%-Pre"), ("LCB v6", "pass@1")] == pytest.approx(code.loc["lcb_v6", "pass@1"])
+    assert "mean of aime24, aime25, hmmt_feb25, hmmt_nov25" in out["captions"]["table1"]
+    # without per-problem records there is no CI for the gap, so gap closure is undefined, with the reason
     gaps = out["tables"]["gap_closure"].set_index("benchmark")
-    z, s, f = (results[(results.arm == a) & (results.train_domain == "math") & (results.benchmark == "aime24")]
-               ["pass@1"].iloc[0] for a in ("0%-Pre", "0.1%-Pre", "100%-Pre"))
-    assert gaps.loc["aime24", "gap_closure"] == pytest.approx((s - z) / (f - z))
-    assert "no records" in gaps.loc["aime24", "note"]
+    assert np.isnan(gaps.loc["aime24", "gap_closure"]) and "no per-problem records" in gaps.loc["aime24", "note"]
+    claims = out["tables"]["claims"].set_index("claim")
+    assert claims.loc[1, "verdict"] == "undetermined (no CI)"
 
 
 def test_empty_or_absent_results_still_render(tmp_path):
@@ -168,7 +185,124 @@ def test_empty_or_absent_results_still_render(tmp_path):
 
 def test_bad_results_rows_are_named(tmp_path):
     bad = pd.DataFrame([{c: 0 for c in report.RESULT_COLUMNS} | {"arm": "50%-Pre", "model": "m", "size": "1"}])
+    with pytest.raises(ValueError, match="missing column.*'records'.*rerun notebooks/03_evaluate"):
+        report.check_results(bad.drop(columns=["records"]))
     with pytest.raises(ValueError, match="row 0: arm '50%-Pre'"):
         report.check_results(bad)
     with pytest.raises(ValueError, match="missing column"):
         report.check_results(bad.drop(columns=["pass@5"]))
+
+
+# ---------------------------------------------------------------------------------------------- claims
+
+
+@pytest.mark.parametrize("lo,hi,region,verdict", [
+    (12, 30, {"above": 10}, "holds"),
+    (-3, 8, {"above": 10}, "does not hold"),
+    (5, 14, {"above": 10}, "undetermined (CI too wide)"),
+    (10, 14, {"above": 10}, "undetermined (CI too wide)"),  # open bound: touching it is not inside
+    (0.0, 0.0, {"above": 0, "below": 25}, "does not hold"),
+    (26, 40, {"above": 0, "below": 25}, "does not hold"),
+    (20, 30, {"above": 0, "below": 25}, "undetermined (CI too wide)"),
+    (0.0, 4.9, {"below": 5}, "holds"),
+    (np.nan, np.nan, {"below": 5}, "undetermined (no CI)"),
+])
+def test_case_verdict_rule(lo, hi, region, verdict):
+    assert report.case_verdict(lo, hi, region) == verdict
+
+
+def test_claim_verdict_combines_cases():
+    assert report.claim_verdict(["holds", "holds"]) == "holds"
+    assert report.claim_verdict(["holds", "undetermined (CI too wide)", "does not hold"]) == "does not hold"
+    assert report.claim_verdict(["holds", "undetermined (gap closure undefined)"]) == \
+        "undetermined (gap closure undefined)"
+    assert report.claim_verdict([]) == "not checked (runs missing)"
+
+
+def _claims_run(tmp_path, per_problem: dict, n_samples=4):
+    """One size, mini_math + mini_code; per_problem[(arm, train_domain, bench)] = correct samples per problem."""
+    rows = []
+    for (arm, domain, bench), counts in per_problem.items():
+        model = "base" if arm == "Base" else f"{domain}_{arm}"
+        correct = np.array([[j < c for j in range(n_samples)] for c in counts])
+        relpath = records_relpath(model, "final", bench)
+        _write_records(tmp_path / relpath, bench, correct)
+        p1 = correct.mean(1).mean()
+        rows.append({"model": model, "arm": arm, "size": "mini", "train_domain": domain, "step": 1,
+                     "benchmark": bench, "domain": BENCHMARK_DOMAIN[bench], "n": n_samples,
+                     "num_problems": len(counts), "num_ungradable": 0, "pass@1": p1, "pass@1_lo": p1,
+                     "pass@1_hi": p1, "pass@5": np.nan, "pass@5_lo": np.nan, "pass@5_hi": np.nan,
+                     "truncation_rate": 0.0, "path": "", "grader": get_spec(bench).grader_label, "records": relpath})
+    results = report.check_results(pd.DataFrame(rows))
+    return results, report.spec_from(results)
+
+
+def test_claims_on_a_run_that_reproduces_the_paper(tmp_path):
+    m = [0, 1, 2, 3, 4, 0, 1, 2, 3, 4] * 4  # 40 problems of mixed difficulty; 4 samples each
+    runs = {("Base", "", "mini_math"): [0] * 40, ("Base", "", "mini_code"): [0] * 40}
+    for domain, bench, other in (("math", "mini_math", "mini_code"), ("code", "mini_code", "mini_math")):
+        for arm in ("0%-Pre", "short-Pre", "100%-Pre"):
+            runs[(arm, domain, other)] = [0] * 40
+        runs[("0%-Pre", domain, bench)] = [min(c, 2) + 1 for c in m]  # far above Base (0)
+        runs[("100%-Pre", domain, bench)] = [min(c, 2) + 2 - i % 2 for i, c in enumerate(m)]  # +25 on half: +12.5
+        runs[("short-Pre", domain, bench)] = [min(c, 2) + 1 + (i % 4 == 0) for i, c in enumerate(m)]  # half of it
+    results, spec = _claims_run(tmp_path, runs)
+    gaps, _ = report.gap_closure(results, spec, tmp_path, n_boot=300)
+    summary, cases = report.check_claims(results, spec, tmp_path, gaps, n_boot=300)
+    assert list(summary["verdict"]) == ["holds", "holds", "holds", "holds"]
+    lead = cases[(cases["claim"] == 2) & (cases["case"] == "mini_math (mini)")].iloc[0]
+    # paired: every problem's difference is 0 or 25 points, so the CI is the resampled mean of those
+    assert lead["value"] == pytest.approx(12.5) and 0 < lead["lo"] < 12.5 < lead["hi"] < 25
+    closure = cases[(cases["claim"] == 3) & (cases["case"] == "mini_code (mini)")].iloc[0]
+    assert closure["value"] == pytest.approx(50.0)
+    assert "12.5 [" in summary.loc[1, "this run (95% CI)"] and "Table 1" in summary.loc[1, "source"]
+
+
+def test_paired_difference_is_exact_when_every_problem_moves_alike(tmp_path):
+    m = [0, 1, 2, 3] * 10  # hard and easy problems: unpaired CIs of each arm are wide
+    runs = {("Base", "", "mini_math"): m, ("0%-Pre", "math", "mini_math"): [c + 1 for c in m]}
+    results, spec = _claims_run(tmp_path, runs, n_samples=5)
+    summary, cases = report.check_claims(results, spec, tmp_path, pd.DataFrame(), n_boot=200)
+    (case,) = cases[cases["claim"] == 1].itertuples()
+    assert case.value == pytest.approx(20.0) and case.lo == pytest.approx(20.0) and case.hi == pytest.approx(20.0)
+    assert case.verdict == "holds"
+    assert summary.set_index("claim").loc[2, "verdict"] == "not checked (runs missing)"
+
+
+def test_claims_where_the_gap_is_negative_are_undetermined_with_the_reason(tmp_path):
+    m = [1, 2, 3] * 10
+    runs = {("0%-Pre", "math", "mini_math"): [c + 1 for c in m], ("short-Pre", "math", "mini_math"): m,
+            ("100%-Pre", "math", "mini_math"): [c - 1 for c in m], ("Base", "", "mini_math"): [0] * 30}
+    results, spec = _claims_run(tmp_path, runs)
+    gaps, notes = report.gap_closure(results, spec, tmp_path, n_boot=200)
+    summary, cases = report.check_claims(results, spec, tmp_path, gaps, n_boot=200)
+    verdicts = summary.set_index("claim")["verdict"]
+    assert verdicts[2] == "does not hold"  # 100%-Pre is 25 points *below* 0%-Pre
+    assert verdicts[3] == "undetermined (gap closure undefined)"
+    assert "not above 0" in cases[cases["claim"] == 3]["note"].iloc[0] and "not above 0" in notes[0]
+
+
+def test_claims_file_is_data_with_sources(tmp_path):
+    claims = report.load_claims()
+    assert [c["id"] for c in claims] == list(report._CLAIM_CASES)
+    assert all(c["source"] and c["reference"] for c in claims)
+    bad = tmp_path / "claims.yaml"
+    bad.write_text("claims:\n  - id: scratch_sft_beats_base\n    claim: x\n")
+    with pytest.raises(ValueError, match="claim 0 \\(scratch_sft_beats_base\\) lacks"):
+        report.load_claims(bad)
+
+
+def test_claims_table_leads_the_report_and_figures_share_arm_colours(mini_run, tmp_path):
+    run_dir, _ = mini_run
+    out = report.write_report(run_dir=run_dir, figures_dir=tmp_path / "figs", n_boot=100)
+    md = (run_dir / "report" / "claims.md").read_text()
+    assert md.startswith("| claim | paper |") and "Rule: A case holds" in md and "74.4 vs 2.4" in md
+    assert len(out["tables"]["claims"]) == 4
+    manifest = (run_dir / "report" / "manifest.json").read_text()
+    assert '"claims_table": "report/claims.md"' in manifest and str(tmp_path) not in manifest.replace(
+        str(tmp_path / "figs"), "")
+    assert report.ARM_COLORS["short-Pre"] == report.ARM_COLORS["0.1%-Pre"]
+    assert len({report.ARM_COLORS[a] for a in ("Base", "0%-Pre", "short-Pre", "100%-Pre")}) == 4
+    bars = report.headline_bars(report.load_results(run_dir / "eval" / "results.csv"),
+                                report.spec_from(report.load_results(run_dir / "eval" / "results.csv")))
+    assert (bars["lo"] <= bars["pass@1"]).all() and (bars["pass@1"] <= bars["hi"]).all()

@@ -1,7 +1,8 @@
 """Benchmarks as data: one declarative `BenchmarkSpec` per benchmark, one loader for all of them.
 
 A spec names where the rows live (hub dataset or a file under `data_dir`), which row fields hold the id, the
-problem, the answer or the tests, and which grader scores it. `load_benchmark` turns rows into `Problem`s; rows that
+problem, the answer or the tests, and which grader scores it with which semantics (`grader_label`, recorded in every
+results row). `load_benchmark` turns rows into `Problem`s; rows that
 cannot be graded (no answer, no tests) are returned beside them in `ProblemSet.ungradable`, never dropped silently.
 
 LiveCodeBench private tests are stored as base64(zlib(pickle(json string))). They are unpickled with a restricted
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from posttrain.params import REPO_ROOT
+from posttrain.records import read_jsonl
 
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 
@@ -41,7 +43,21 @@ class BenchmarkSpec:
     row_filter: tuple[str, str] | None = None  # (field, substring) a row must contain, e.g. one year of AIME
     date_window: tuple[str, str] | None = None  # LCB: contest_date in [start, end), ISO dates
     grader: Literal["math", "code"] = "math"
+    # Code only: how a response is run and compared (posttrain.grading.code): "lcb" = LiveCodeBench's runner's
+    # verdicts, "strict" = the program as a real interpreter runs it.
+    semantics: Literal["lcb", "strict"] | None = None
+    stands_in_for: str = ""  # a miniature set: the paper's benchmark(s) it replaces in the tables
     note: str = ""
+
+    def __post_init__(self):
+        if (self.grader == "code") != (self.semantics is not None):
+            raise ValueError(f"benchmark {self.name!r}: a code benchmark needs semantics 'lcb' or 'strict', a math "
+                             f"one none (grader={self.grader!r}, semantics={self.semantics!r})")
+
+    @property
+    def grader_label(self) -> str:
+        """What produced the verdicts: "math", "code:lcb" or "code:strict" (results.csv's `grader` column)."""
+        return self.grader if self.semantics is None else f"{self.grader}:{self.semantics}"
 
 
 def _math(name, local, hub, **kw) -> BenchmarkSpec:
@@ -53,7 +69,7 @@ _LCB_FILES = ("test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl", "test5.
 
 
 def _lcb(name, window, note) -> BenchmarkSpec:
-    return BenchmarkSpec(name=name, domain="code", format="lcb", grader="code",
+    return BenchmarkSpec(name=name, domain="code", format="lcb", grader="code", semantics="lcb",
                          local_path="livecodebench/code_generation_lite", hub_id="livecodebench/code_generation_lite",
                          hub_files=_LCB_FILES, date_window=window, note=note)
 
@@ -69,17 +85,26 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in [
     BenchmarkSpec("gsm8k", "math", "gsm8k", "gsm8k/test.jsonl", "openai/gsm8k", hub_config="main"),
     _lcb("lcb_v5", ("2024-08-01", "2025-02-01"), "release_v6 rows dated 2024-08-01 .. 2025-01-31"),
     _lcb("lcb_v6", ("2024-08-01", "2025-05-01"), "release_v6 rows dated 2024-08-01 .. 2025-04-30"),
+    # HumanEval/MBPP are not LiveCodeBench problems: their asserts run after the solution as one real program, so
+    # they are graded as a real interpreter runs them.
     BenchmarkSpec("humaneval", "code", "humaneval", "humaneval/HumanEval.jsonl", "openai/openai_humaneval",
-                  grader="code"),
+                  grader="code", semantics="strict"),
     BenchmarkSpec("mbpp", "code", "mbpp", "mbpp/mbpp.jsonl", "google-research-datasets/mbpp", hub_config="full",
-                  grader="code"),
-    # The miniature's generated benchmarks (posttrain.mini writes them to {run_dir}/setup/data).
-    _math("mini_math", "mini_math_test.jsonl", None),
-    _math("mini_math_competition", "mini_math_competition.jsonl", None),
-    BenchmarkSpec("mini_code", "code", "lcb", "mini_code_test.jsonl", None, grader="code"),
+                  grader="code", semantics="strict"),
+    # The miniature's generated benchmarks (posttrain.mini writes them to {run_dir}/setup/data). mini_code is in
+    # LiveCodeBench's format and stands in for LCB, so it is graded by LCB's rules: its numbers then mean what the
+    # paper's LCB numbers mean, and the miniature exercises the grading path of paper-scale runs.
+    _math("mini_math", "mini_math_test.jsonl", None, stands_in_for="MATH-500"),
+    _math("mini_math_competition", "mini_math_competition.jsonl", None,
+          stands_in_for="competition-math average (AIME 24, AIME 25, HMMT Feb 25, HMMT Nov 25)"),
+    BenchmarkSpec("mini_code", "code", "lcb", "mini_code_test.jsonl", None, grader="code", semantics="lcb",
+                  stands_in_for="LiveCodeBench v5 and v6"),
 ]}
 
-COMPETITION_MATH = ("aime24", "aime25", "hmmt_feb25", "hmmt_nov25", "mini_math_competition")
+# The paper's competition-math average (Table 1) and its columns (Table 2); the miniature has one generated set.
+PAPER_COMPETITIONS = ("aime24", "aime25", "hmmt_feb25", "hmmt_nov25")
+COMPETITION_MATH = PAPER_COMPETITIONS + ("mini_math_competition",)
+BENCHMARK_DOMAIN = {name: spec.domain for name, spec in BENCHMARKS.items()}
 
 
 @dataclass
@@ -147,18 +172,6 @@ def _first(row: dict, names: tuple[str, ...]) -> Any:
     return None
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{i}: not valid JSON ({e})") from None
-    return rows
-
-
 def read_rows(spec: BenchmarkSpec, data_dir: str | Path | None) -> list[dict]:
     """Raw rows: from `data_dir/<local_path>` when data_dir is given, else from the hub."""
     if data_dir is not None:
@@ -170,10 +183,10 @@ def read_rows(spec: BenchmarkSpec, data_dir: str | Path | None) -> list[dict]:
             files = sorted(path.glob("*.jsonl"))
             if not files:
                 raise FileNotFoundError(f"benchmark {spec.name!r}: no *.jsonl files in {path}")
-            return [r for f in files for r in _read_jsonl(f)]
+            return [r for f in files for r in read_jsonl(f)]
         if not path.is_file():
             raise FileNotFoundError(f"benchmark {spec.name!r}: local file not found: {path}")
-        return _read_jsonl(path)
+        return read_jsonl(path)
     if spec.hub_id is None:
         raise FileNotFoundError(f"benchmark {spec.name!r} exists only as local files ({spec.local_path}); "
                                 "set evaluate.data_dir")
@@ -181,7 +194,7 @@ def read_rows(spec: BenchmarkSpec, data_dir: str | Path | None) -> list[dict]:
         if spec.hub_files:  # LCB's loading script is not supported by current `datasets`; read its files directly
             from huggingface_hub import hf_hub_download
             return [r for fn in spec.hub_files
-                    for r in _read_jsonl(Path(hf_hub_download(spec.hub_id, fn, repo_type="dataset")))]
+                    for r in read_jsonl(Path(hf_hub_download(spec.hub_id, fn, repo_type="dataset")))]
         from datasets import load_dataset
         return [dict(r) for r in load_dataset(spec.hub_id, spec.hub_config, split=spec.hub_split)]
     except Exception as e:
@@ -288,15 +301,16 @@ def render_prompt(problem: Problem, tokenizer, template: str | None = None) -> s
 
 
 def grading_item(problem: Problem, response: str) -> dict:
-    """The code grader's input for one sample. HumanEval/MBPP asserts become one stdin test: the extracted solution
-    plus the asserts run as a program that must print a sentinel (an assert failure exits non-zero)."""
-    if problem.test_program is None:
-        return {"response": response, "tests": problem.tests, "fn_name": problem.fn_name}
-    from posttrain.grading.code import extract_code
-    code = extract_code(response) or ""
-    program = f"{code}\n\n{problem.test_program}\nprint({ASSERTS_PASSED!r})\n"
-    return {"response": f"```python\n{program}```",
-            "tests": [{"input": "", "output": ASSERTS_PASSED, "testtype": "stdin"}], "fn_name": None}
+    """The code grader's input for one sample: the raw response (the grader extracts the program by its semantics),
+    the tests, and the benchmark's semantics. HumanEval/MBPP asserts become one stdin test: the grader appends
+    `test_program` (the asserts, then a print of a sentinel) to the extracted solution, so any failing assert (a
+    non-zero exit) fails the sample."""
+    item = {"response": response, "tests": problem.tests, "fn_name": problem.fn_name,
+            "semantics": get_spec(problem.benchmark).semantics}
+    if problem.test_program is not None:
+        item.update(tests=[{"input": "", "output": ASSERTS_PASSED, "testtype": "stdin"}], fn_name=None,
+                    test_program=f"{problem.test_program}\nprint({ASSERTS_PASSED!r})\n")
+    return item
 
 
 ASSERTS_PASSED = "__ALL_ASSERTS_PASSED__"

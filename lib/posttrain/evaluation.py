@@ -1,29 +1,28 @@
 """Evaluate models × checkpoints × benchmarks: generate (resumable) → grade → score → `eval/results.csv`.
 
 `plan_evaluations(study)` lists the jobs (one per model checkpoint, with its benchmarks); `run_evaluation(study)`
-runs them. Records live in `eval/<model>/<checkpoint>/<benchmark>.jsonl`, one line per problem (format in
-docs/architecture.md). Each line carries the params hash of what produced it (sampling, prompt template, context
-length): a restarted run skips problems already there with the same hash, and grades only lines without verdicts.
+runs them. Records (`posttrain.records.Record`) live in `eval/<model>/<checkpoint>/<benchmark>.jsonl`, one line per
+problem; each results.csv row names its records file (`records`) and the grader that produced its verdicts
+(`grader`). Each line carries the params hash of what produced it (sampling, prompt template, context length): a
+restarted run skips problems already there with the same hash, and grades only samples without verdicts from the
+benchmark's grader. `graded_examples` (posttrain.records) is re-exported for notebooks/03.
 All benchmarks of one checkpoint share one engine session (start-up is 15-35 s per engine on a CPU).
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from posttrain.eval_sets import COMPETITION_MATH, Problem, ProblemSet, get_spec, grading_item, load_benchmark
 from posttrain.params import EvalParams, StudyParams, params_hash
+from posttrain.records import (RESULT_COLUMNS, Record, graded_examples, read_jsonl, read_records,  # noqa: F401
+                               records_dir, records_reference, write_records)
 
 log = logging.getLogger(__name__)
 
-RESULT_COLUMNS = ["model", "arm", "size", "train_domain", "step", "benchmark", "domain", "n", "num_problems",
-                  "num_ungradable", "pass@1", "pass@1_lo", "pass@1_hi", "pass@5", "pass@5_lo", "pass@5_hi",
-                  "truncation_rate", "path"]
 PENDING = "_pending"  # per-checkpoint folder of the generation workers' shard files, absorbed into records
 
 
@@ -134,56 +133,34 @@ def generation_hash(params: EvalParams, benchmark: str) -> str:
                         "dtype": params.dtype, "template": params.prompts.get(domain), "benchmark": benchmark})
 
 
-def read_records(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    with open(path) as f:
-        for i, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:  # a line cut by a kill mid-write: that problem is simply redone
-                    log.warning("%s:%d: unreadable record line dropped (interrupted write?)", path, i)
-    return rows
-
-
-def write_records(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)  # atomic: a kill leaves the old file or the new one, never half of one
-
-
 def _absorb_pending(ckpt_dir: Path) -> None:
     """Move finished generations from the workers' shard files into the per-benchmark record files."""
     pending = ckpt_dir / PENDING
     for shard in sorted(pending.glob("*.shard*.jsonl")) if pending.is_dir() else []:
-        by_bench: dict[str, list[dict]] = {}
-        for row in read_records(shard):
+        by_bench: dict[str, list[Record]] = {}
+        for row in read_jsonl(shard, skip_unreadable=True):  # a worker killed mid-line leaves a cut last line
             key = row["key"]
-            by_bench.setdefault(key["benchmark"], []).append(
-                {"problem_id": key["problem_id"], "benchmark": key["benchmark"], "prompt": key["prompt"],
-                 "responses": row["responses"], "finish_reasons": row["finish_reasons"],
-                 "num_tokens": row["num_tokens"], "params_hash": key["params_hash"]})
-        for bench, rows in by_bench.items():
+            by_bench.setdefault(key["benchmark"], []).append(Record(
+                problem_id=str(key["problem_id"]), benchmark=key["benchmark"], prompt=key["prompt"],
+                responses=row["responses"], finish_reasons=row["finish_reasons"], num_tokens=row["num_tokens"],
+                params_hash=key["params_hash"]))
+        for bench, records in by_bench.items():
             path = ckpt_dir / f"{bench}.jsonl"
             existing = read_records(path)  # rewritten whole: also drops a line a kill cut short
-            have = {(r["problem_id"], r["params_hash"]) for r in existing}
-            write_records(path, existing + [r for r in rows if (r["problem_id"], r["params_hash"]) not in have])
+            have = {(r.problem_id, r.params_hash) for r in existing}
+            write_records(path, existing + [r for r in records if (r.problem_id, r.params_hash) not in have])
         shard.unlink()
 
 
-def _current_records(path: Path, phash: str) -> dict[str, dict]:
+def _current_records(path: Path, phash: str) -> dict[str, Record]:
     """problem_id → record for this params hash; records from other params are removed from the file."""
-    rows = read_records(path)
-    keep = [r for r in rows if r.get("params_hash") == phash]
-    if len(keep) != len(rows):
+    records = read_records(path)
+    keep = [r for r in records if r.params_hash == phash]
+    if len(keep) != len(records):
         log.warning("%s: %d record(s) from other params removed (regenerated with the current params)",
-                    path, len(rows) - len(keep))
+                    path, len(records) - len(keep))
         write_records(path, keep)
-    return {r["problem_id"]: r for r in keep}
+    return {r.problem_id: r for r in keep}
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -239,46 +216,58 @@ def generate_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalPara
 
 def grade_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams, ckpt_dir: Path,
               progress: bool = True) -> int:
-    """Grade every sample without a verdict (math and code batches run in parallel); returns samples graded.
+    """Grade every sample without a verdict from its benchmark's grader (math and code batches run in parallel);
+    returns samples graded. Records graded by another grader (e.g. code semantics changed) are graded again.
     Samples cut at max_tokens (finish_reason 'length') are wrong without grading: status 'truncated'."""
-    from posttrain.grading.code import grade_code_batch
-    from posttrain.grading.math import grade_math_batch
-    files, math_pairs, code_items, slots = {}, [], [], []
+    files, math_pairs, code_items, slots = {}, [], {}, []
     for bench in job.benchmarks:
         path = ckpt_dir / f"{bench}.jsonl"
-        rows = _current_records(path, generation_hash(params, bench))
+        records = _current_records(path, generation_hash(params, bench))
         by_id = {p.id: p for p in problems[bench]}
-        files[bench] = (path, rows)
-        for pid, rec in rows.items():
-            if "correct" in rec or pid not in by_id:
+        grader = get_spec(bench).grader_label
+        files[bench] = (path, records)
+        for pid, rec in records.items():
+            if (rec.graded and rec.grader == grader) or pid not in by_id:
                 continue
             problem = by_id[pid]
-            rec["correct"], rec["statuses"] = [False] * len(rec["responses"]), ["truncated"] * len(rec["responses"])
-            for i, (resp, reason) in enumerate(zip(rec["responses"], rec["finish_reasons"])):
+            rec.correct, rec.statuses = [False] * len(rec.responses), ["truncated"] * len(rec.responses)
+            rec.grader = grader
+            for i, (resp, reason) in enumerate(zip(rec.responses, rec.finish_reasons)):
                 if reason == "length":
                     continue
                 if problem.domain == "math":
-                    slots.append(("math", len(math_pairs), rec, i))
+                    slots.append((grader, len(math_pairs), rec, i))
                     math_pairs.append((resp, problem.answer))
                 else:
-                    slots.append(("code", len(code_items), rec, i))
-                    code_items.append(grading_item(problem, resp))
-    workers = params.grade_workers
-    math_v = grade_math_batch(math_pairs, params.grade_timeout_s, num_workers=workers,
-                              progress=progress) if math_pairs else []
-    code_v = grade_code_batch(code_items, params.grade_timeout_s, num_workers=workers,
-                              progress=progress) if code_items else []
-    for kind, j, rec, i in slots:
-        v = math_v[j] if kind == "math" else code_v[j]
-        rec["correct"][i] = bool(v.correct if kind == "math" else v.passed)
-        rec["statuses"][i] = v.status
-    for path, rows in files.values():
-        write_records(path, list(rows.values()))
+                    batch = code_items.setdefault(grader, [])
+                    slots.append((grader, len(batch), rec, i))
+                    batch.append(grading_item(problem, resp))
+    verdicts = _grade_batches(math_pairs, code_items, params, progress)
+    for grader, j, rec, i in slots:
+        v = verdicts[grader][j]
+        rec.correct[i], rec.statuses[i] = bool(v.correct), v.status
+    for path, records in files.values():
+        write_records(path, list(records.values()))
     return len(slots)
 
 
-def score_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams, ckpt_dir: Path) -> list[dict]:
-    """One results row per benchmark of the job (pass@k with 95% bootstrap CIs, over the current problem set)."""
+def _grade_batches(math_pairs: list, code_items: dict[str, list[dict]], params: EvalParams, progress: bool) -> dict:
+    """grader label → verdicts (posttrain.grading.Verdict) in input order; one code batch per semantics."""
+    from posttrain.grading.code import grade_code_batch
+    from posttrain.grading.math import grade_math_batch
+    out = {"math": grade_math_batch(math_pairs, params.grade_timeout_s, num_workers=params.grade_workers,
+                                    progress=progress) if math_pairs else []}
+    for grader, items in code_items.items():
+        semantics = grader.split(":", 1)[1]
+        out[grader] = grade_code_batch(items, params.grade_timeout_s, num_workers=params.grade_workers,
+                                       progress=progress, semantics=semantics)
+    return out
+
+
+def score_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams, ckpt_dir: Path,
+              run_dir: str | Path | None = None) -> list[dict]:
+    """One results row per benchmark of the job (pass@k with 95% bootstrap CIs, over the current problem set).
+    Its `records` is the records file, relative to run_dir when under it."""
     from posttrain.metrics import score_problems
     out = []
     n = params.sampling.n
@@ -286,19 +275,21 @@ def score_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams,
     for bench in job.benchmarks:
         rows = _current_records(ckpt_dir / f"{bench}.jsonl", generation_hash(params, bench))
         pset = problems[bench]
-        missing = [p.id for p in pset if p.id not in rows or "correct" not in rows[p.id]]
+        missing = [p.id for p in pset if p.id not in rows or not rows[p.id].graded]
         if missing:
             raise RuntimeError(f"{ckpt_dir / bench}.jsonl: {len(missing)} problem(s) not generated or not graded "
                                f"(e.g. {missing[0]!r}); rerun run_evaluation")
         recs = [rows[p.id] for p in pset]
-        scores = score_problems([r["correct"] for r in recs], ks=ks) if recs else {}
-        reasons = [f for r in recs for f in r["finish_reasons"]]
+        scores = score_problems([r.correct for r in recs], ks=ks) if recs else {}
+        reasons = [f for r in recs for f in r.finish_reasons]
+        spec = get_spec(bench)
         out.append({"model": job.model, "arm": job.arm, "size": job.size, "train_domain": job.train_domain,
-                    "step": job.step, "benchmark": bench, "domain": get_spec(bench).domain, "n": n,
+                    "step": job.step, "benchmark": bench, "domain": spec.domain, "n": n,
                     "num_problems": len(pset), "num_ungradable": len(pset.ungradable),
                     **{c: scores.get(c, math.nan) for c in RESULT_COLUMNS if c.startswith("pass@")},
                     "truncation_rate": reasons.count("length") / len(reasons) if reasons else math.nan,
-                    "path": job.path})
+                    "path": job.path, "grader": spec.grader_label,
+                    "records": records_reference(ckpt_dir / f"{bench}.jsonl", run_dir)})
     return out
 
 
@@ -322,22 +313,21 @@ def run_evaluation(study: StudyParams, force: bool = False, jobs: list[EvalJob] 
     from tqdm.auto import tqdm
     params = study.evaluate
     jobs = plan_evaluations(study) if jobs is None else jobs
-    eval_dir = Path(study.run_dir) / "eval"
     problems = load_problems([b for j in jobs for b in j.benchmarks], params)
     results = []
     if force:
         for job in jobs:
-            ckpt_dir = eval_dir / job.model / job.checkpoint
+            ckpt_dir = records_dir(study.run_dir, job.model, job.checkpoint)
             for f in list(ckpt_dir.glob("*.jsonl")) + list((ckpt_dir / PENDING).glob("*")):
                 f.unlink()
-    generate_jobs([(job, eval_dir / job.model / job.checkpoint) for job in jobs], problems, params, engine=engine,
-                  progress=progress)
+    generate_jobs([(job, records_dir(study.run_dir, job.model, job.checkpoint)) for job in jobs], problems, params,
+                  engine=engine, progress=progress)
     for job in tqdm(jobs, desc="grade + score", disable=not progress):
-        ckpt_dir = eval_dir / job.model / job.checkpoint
+        ckpt_dir = records_dir(study.run_dir, job.model, job.checkpoint)
         grade_job(job, problems, params, ckpt_dir, progress=progress)
-        results += score_job(job, problems, params, ckpt_dir)
+        results += score_job(job, problems, params, ckpt_dir, study.run_dir)
         table = pd.DataFrame(results, columns=RESULT_COLUMNS)
-        table.to_csv(eval_dir / "results.csv", index=False)
+        table.to_csv(results_path(study.run_dir), index=False)
     return pd.DataFrame(results, columns=RESULT_COLUMNS)
 
 
@@ -353,10 +343,3 @@ def competition_average(results, benchmarks=COMPETITION_MATH):
     agg = sub.groupby(keys, dropna=False).agg(**{c: (c, "mean") for c in cols},
                                               benchmarks=("benchmark", lambda s: ",".join(sorted(s))))
     return agg.reset_index()
-
-
-def graded_examples(run_dir: str | Path, model: str, checkpoint: str, benchmark: str, k: int = 3) -> list[dict]:
-    """The first k records of one benchmark, first sample only: for eyeballing outputs next to their verdicts."""
-    rows = read_records(Path(run_dir) / "eval" / model / checkpoint / f"{benchmark}.jsonl")[:k]
-    return [{"problem_id": r["problem_id"], "response": r["responses"][0], "finish": r["finish_reasons"][0],
-             "correct": (r.get("correct") or [None])[0], "status": (r.get("statuses") or [None])[0]} for r in rows]

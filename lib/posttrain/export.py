@@ -1,7 +1,8 @@
 """The shareable report: executed notebooks → self-contained HTML, plus {run_dir}/index.html linking them.
 
-index.html shows the headline table (report/table1.md) and the main figure (embedded, so the page still works when
-copied elsewhere), both found through report/manifest.json written by posttrain.report.
+index.html shows, in this order, whether the paper's claims held in this run (report/claims.md), the headline table
+(report/table1.md) and the main figure (embedded, so the page still works when copied elsewhere), all found through
+report/manifest.json written by posttrain.report (its paths are relative to the run dir, or to the repository).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import mistune
 import nbformat
 from nbconvert import HTMLExporter
 
+from posttrain.params import REPO_ROOT
+
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
 <style>
@@ -22,6 +25,7 @@ table {{ border-collapse: collapse; font-size: 0.9em; }} th, td {{ border: 1px s
 th {{ background: #f0f0f0; }} td {{ text-align: right; white-space: nowrap; }} img {{ max-width: 100%; }}
 </style></head>
 <body><h1>{title}</h1>
+<h2>Did the paper's claims hold in this run?</h2>{claims}
 <h2>Notebooks</h2><ul>{links}</ul>
 <h2>Headline results (Table 1, pass@1 / pass@5 in %)</h2>{table}
 <h2>Main figure</h2>{figure}
@@ -50,10 +54,11 @@ def export_html(run_dir: str | Path, title: str | None = None) -> dict:
 
     manifest_path = run_dir / "report" / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    table_path = Path(manifest.get("headline_table") or run_dir / "report" / "table1.md")
-    table = (mistune.create_markdown(plugins=["table"])(table_path.read_text()) if table_path.is_file()
-             else "<p>No Table 1 yet: run notebooks/04_report.ipynb.</p>")
-    figure_path = Path(manifest["headline_figure"]) if manifest.get("headline_figure") else None
+    claims = _markdown_html(_locate(run_dir, manifest.get("claims_table") or "report/claims.md"),
+                            "No claims table yet: run notebooks/04_report.ipynb.")
+    table = _markdown_html(_locate(run_dir, manifest.get("headline_table") or "report/table1.md"),
+                           "No Table 1 yet: run notebooks/04_report.ipynb.")
+    figure_path = _locate(run_dir, manifest["headline_figure"]) if manifest.get("headline_figure") else None
     if figure_path is not None and figure_path.is_file():
         data = base64.b64encode(figure_path.read_bytes()).decode()
         figure = f'<img alt="Table 1 as bars" src="data:image/png;base64,{data}">'
@@ -61,6 +66,20 @@ def export_html(run_dir: str | Path, title: str | None = None) -> dict:
         figure = "<p>No figure yet.</p>"
 
     index = run_dir / "index.html"
-    index.write_text(_PAGE.format(title=html.escape(title or f"Study report: {run_dir.name}"), links=links,
-                                  table=table, figure=figure), encoding="utf-8")
+    index.write_text(_PAGE.format(title=html.escape(title or f"Study report: {run_dir.name}"), claims=claims,
+                                  links=links, table=table, figure=figure), encoding="utf-8")
     return {"index": index, "notebooks": pages}
+
+
+def _locate(run_dir: Path, path: str) -> Path:
+    """A manifest path: absolute as is, else under the run dir, else under the repository (figures/<study>/)."""
+    path = Path(path)
+    if path.is_absolute():
+        return path
+    return run_dir / path if (run_dir / path).exists() else REPO_ROOT / path
+
+
+def _markdown_html(path: Path, missing: str) -> str:
+    if not path.is_file():
+        return f"<p>{html.escape(missing)}</p>"
+    return mistune.create_markdown(plugins=["table"])(path.read_text())

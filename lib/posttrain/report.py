@@ -1,10 +1,12 @@
-"""Tables and figures of the study, from eval/results.csv and the generation records only.
+"""Tables, figures and the paper's claims checked on a run, from eval/results.csv and the generation records only.
 
-Table 1: sizes × arms, in-domain final checkpoints, MATH-500 / competition average / LCB. Table 2: each competition.
-Table 3: cross-domain (math-SFT models on code, code-SFT models on math, next to Base). Training curves, gap closure
-of the short pre-training ((short − 0%) / (100% − 0%), joint per-problem bootstrap) and graded examples.
+Claims: each claim of the paper (data: posttrain/paper_claims.yaml) with the paper's figure, this run's figure with
+its 95% CI and a verdict by a stated rule (CLAIM_RULE). Table 1: sizes × arms, in-domain final checkpoints. Table 2:
+each competition. Table 3: cross-domain (math-SFT models on code, code-SFT models on math, next to Base). Training
+curves, gap closure of the short pre-training ((short − 0%) / (100% − 0%), problems resampled jointly) and graded
+examples. Columns are named after the benchmarks that ran; a caption under each table says which of the paper's
+benchmarks a miniature set stands in for, and which grader produced the verdicts.
 Runs not evaluated yet are gaps ("—") with a note listing them, so a half-finished study still renders.
-The benchmark → column mapping is data (LAYOUTS): the miniature's tables have the paper's shape.
 """
 from __future__ import annotations
 
@@ -19,32 +21,42 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import yaml  # noqa: E402
 
-ARM_ORDER = ["Base", "0%-Pre", "0.1%-Pre", "short-Pre", "100%-Pre"]
-SHORT_ARMS = ("0.1%-Pre", "short-Pre")
+from posttrain.eval_sets import BENCHMARK_DOMAIN, BENCHMARKS, PAPER_COMPETITIONS  # noqa: E402
+from posttrain.metrics import bootstrap_stat  # noqa: E402
+from posttrain.params import repo_relative  # noqa: E402
+from posttrain.records import (ARM_ORDER, RESULT_COLUMNS, example_row, read_records,  # noqa: E402
+                               resolve_records)
+
+SHORT_ARMS = ("0.1%-Pre", "short-Pre")  # the short pre-training arm: the paper's 0.1%-Pre, or the miniature's
 METRICS = ("pass@1", "pass@5")
-RESULT_COLUMNS = ["model", "arm", "size", "train_domain", "step", "benchmark", "domain", "n", "num_problems",
-                  "num_ungradable", "pass@1", "pass@1_lo", "pass@1_hi", "pass@5", "pass@5_lo", "pass@5_hi",
-                  "truncation_rate", "path"]
-BENCHMARK_DOMAIN = {"math500": "math", "aime24": "math", "aime25": "math", "hmmt_feb25": "math",
-                    "hmmt_nov25": "math", "lcb_v5": "code", "lcb_v6": "code",
-                    "mini_math": "math", "mini_math_competition": "math", "mini_code": "code"}
 # Table column → the benchmarks it averages. "headline" is Table 1 (and 3), "competitions" is Table 2.
 LAYOUTS = {
     "paper": {
-        "headline": {"MATH-500": ["math500"], "Competition avg": ["aime24", "aime25", "hmmt_feb25", "hmmt_nov25"],
-                     "LCB v5": ["lcb_v5"], "LCB v6": ["lcb_v6"]},
-        "competitions": {"AIME24": ["aime24"], "AIME25": ["aime25"], "HMMT Feb25": ["hmmt_feb25"],
-                         "HMMT Nov25": ["hmmt_nov25"]},
+        "headline": {"MATH-500": ["math500"], "Comp. Math avg": list(PAPER_COMPETITIONS), "LCB v5": ["lcb_v5"],
+                     "LCB v6": ["lcb_v6"]},
+        "competitions": {"AIME 24": ["aime24"], "AIME 25": ["aime25"], "HMMT Feb 25": ["hmmt_feb25"],
+                         "HMMT Nov 25": ["hmmt_nov25"]},
     },
-    "miniature": {
-        "headline": {"MATH-500": ["mini_math"], "Competition avg": ["mini_math_competition"], "LCB": ["mini_code"]},
-        "competitions": {"Competition": ["mini_math_competition"]},
+    "miniature": {  # honest names: the sets that ran; captions map them to the paper's benchmarks
+        "headline": {b: [b] for b in ("mini_math", "mini_math_competition", "mini_code")},
+        "competitions": {"mini_math_competition": ["mini_math_competition"]},
     },
 }
 MISSING = "—"
-ARM_COLORS = {"Base": "tab:gray", "0%-Pre": "tab:orange", "0.1%-Pre": "tab:green", "short-Pre": "tab:green",
-              "100%-Pre": "tab:blue"}  # the same arm has the same colour in every figure
+# Arms as the paper names them, and one colour per arm in every figure (seaborn's colourblind palette).
+ARM_LABELS = {"Base": "Base (no SFT)", "0%-Pre": "0%-Pre", "0.1%-Pre": "0.1%-Pre",
+              "short-Pre": "short-Pre (paper: 0.1%-Pre)", "100%-Pre": "100%-Pre"}
+_PALETTE = sns.color_palette("colorblind")
+ARM_COLORS = {"Base": _PALETTE[7], "0%-Pre": _PALETTE[1], "0.1%-Pre": _PALETTE[2], "short-Pre": _PALETTE[2],
+              "100%-Pre": _PALETTE[0]}
+CLAIMS_FILE = Path(__file__).with_name("paper_claims.yaml")
+CLAIM_RULE = ("A case holds when its whole 95% CI lies inside the claim's region, does not hold when its whole CI "
+              "lies outside it, and is undetermined (CI too wide) when the CI straddles a bound. A claim holds when "
+              "every case holds, does not hold when any case does not, and is undetermined otherwise. Differences "
+              "between arms are paired: each bootstrap resample draws the same problems for every arm.")
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -55,14 +67,16 @@ def load_results(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         return pd.DataFrame(columns=RESULT_COLUMNS)
-    df = pd.read_csv(path, dtype={"size": str, "model": str, "train_domain": str, "path": str})
+    df = pd.read_csv(path, dtype={"size": str, "model": str, "train_domain": str, "path": str, "records": str,
+                                  "grader": str})
     return check_results(df, str(path))
 
 
 def check_results(df: pd.DataFrame, source: str = "results") -> pd.DataFrame:
     missing = [c for c in RESULT_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{source}: missing column(s) {missing}")
+        raise ValueError(f"{source}: missing column(s) {missing}; a results.csv from an older version: rerun "
+                         "notebooks/03_evaluate.ipynb (records are kept; it only regrades and rescores)")
     df = df.copy()
     df["train_domain"] = df["train_domain"].fillna("").astype(str)
     df["size"] = df["size"].astype(str)
@@ -91,40 +105,24 @@ def final_checkpoints(results: pd.DataFrame) -> pd.DataFrame:
     return results[results["step"] == last]
 
 
-def read_records(path: str | Path) -> dict[str, list[bool]]:
-    """problem_id → per-sample correctness, from one generation-records JSONL."""
-    out = {}
-    with open(path) as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_no}: not valid JSON ({e})") from None
-            if "problem_id" not in rec or not isinstance(rec.get("correct"), list):
-                raise ValueError(f"{path}:{line_no}: need fields problem_id and correct (a list)")
-            out[str(rec["problem_id"])] = [bool(c) for c in rec["correct"]]
-    return out
+def per_problem_pass1(row: pd.Series, run_dir: str | Path) -> dict[str, float] | None:
+    """problem_id → pass@1 (share of correct samples) from the records file the results row names; None when the
+    row names none or it is gone."""
+    path = resolve_records(run_dir, row.get("records"))
+    if path is None or not path.is_file():
+        return None
+    return {r.problem_id: float(np.mean(r.correct)) for r in read_records(path) if r.graded and r.correct}
 
 
-def find_records(run_dir: str | Path, row: pd.Series) -> Path | None:
-    """The records file of one results row: its `path` when that is a .jsonl, else eval/<model>/<ckpt>/<bench>.jsonl
-    (the checkpoint dir whose trailing number is the row's step, or the only one)."""
-    run_dir = Path(run_dir)
-    given = row.get("path")
-    if isinstance(given, str) and given.endswith(".jsonl"):
-        for candidate in (Path(given), run_dir / given):
-            if candidate.is_file():
-                return candidate
-    found = sorted((run_dir / "eval" / str(row["model"])).glob(f"*/{row['benchmark']}.jsonl"))
-    if len(found) == 1:
-        return found[0]
-    for candidate in found:
-        digits = re.search(r"(\d+)$", candidate.parent.name)
-        if digits and int(digits.group(1)) == int(row["step"]):
-            return candidate
-    return None
+def paired_arrays(rows: list[pd.Series], run_dir) -> list[np.ndarray] | None:
+    """Per-problem pass@1 of several results rows on the problems they all answered, aligned (row i = problem i)."""
+    scores = [per_problem_pass1(r, run_dir) for r in rows]
+    if any(s is None for s in scores):
+        return None
+    common = [pid for pid in scores[0] if all(pid in s for s in scores[1:])]
+    if not common:
+        return None
+    return [np.array([s[pid] for pid in common]) for s in scores]
 
 
 @dataclass
@@ -135,6 +133,10 @@ class ReportSpec:
     domains: dict[str, list[str]]
     layout: str
     expected_sft: set[tuple[str, str, str]] = field(default_factory=set)  # (arm, size, domain)
+
+    @property
+    def short_arm(self) -> str | None:
+        return next((a for a in self.arms if a in SHORT_ARMS), None)
 
 
 def spec_from(results: pd.DataFrame, study=None, sizes: list[str] | None = None, layout: str | None = None):
@@ -155,7 +157,7 @@ def spec_from(results: pd.DataFrame, study=None, sizes: list[str] | None = None,
         sizes = sizes or (study.report.sizes if study.report.sizes else None)
     canonical = list(BENCHMARK_DOMAIN)
     for b in sorted(benches, key=lambda b: (canonical.index(b) if b in canonical else len(canonical), b)):
-        d = BENCHMARK_DOMAIN.get(b) or _domain_in_results(results, b)
+        d = _domain_of(b, results)
         if b not in domains.setdefault(d, []):
             domains[d].append(b)
     domains = {d: domains[d] for d in sorted(domains, key=lambda d: (d != "math", d != "code", d))}
@@ -164,10 +166,13 @@ def spec_from(results: pd.DataFrame, study=None, sizes: list[str] | None = None,
                       domains=domains, layout=layout, expected_sft=expected)
 
 
-def _domain_in_results(results: pd.DataFrame, benchmark: str) -> str:
+def _domain_of(benchmark: str, results: pd.DataFrame) -> str:
+    if benchmark in BENCHMARK_DOMAIN:
+        return BENCHMARK_DOMAIN[benchmark]
     domains = set(results.loc[results["benchmark"] == benchmark, "domain"])
     if len(domains) != 1:
-        raise ValueError(f"benchmark {benchmark!r}: unknown domain (not in BENCHMARK_DOMAIN, results say {domains})")
+        raise ValueError(f"benchmark {benchmark!r}: unknown domain (not in posttrain.eval_sets, results say "
+                         f"{domains})")
     return domains.pop()
 
 
@@ -185,6 +190,12 @@ def _model_rows(final: pd.DataFrame, arm: str, size: str, model_domain: str) -> 
     return rows
 
 
+def _model_row(final: pd.DataFrame, arm: str, size: str, model_domain: str, bench: str) -> pd.Series | None:
+    rows = _model_rows(final, arm, size, model_domain)
+    rows = rows[rows["benchmark"] == bench]
+    return rows.iloc[0] if len(rows) else None
+
+
 def _describe(arm: str, size: str, model_domain: str) -> str:
     return f"{arm} {size}" if arm == "Base" else f"{arm} {size} {model_domain}-SFT"
 
@@ -197,8 +208,7 @@ def _cell_table(final, spec: ReportSpec, columns: dict[str, list[str]], model_do
         for arm in arms:
             row = {}
             for col, benches in columns.items():
-                col_domain = BENCHMARK_DOMAIN.get(benches[0], "math")
-                model_domain = model_domain_of(col_domain)
+                model_domain = model_domain_of(BENCHMARK_DOMAIN.get(benches[0], "math"))
                 rows = _model_rows(final, arm, size, model_domain).set_index("benchmark")
                 absent = [b for b in benches if b not in rows.index]
                 for metric in METRICS:
@@ -238,92 +248,261 @@ def build_tables(results: pd.DataFrame, spec: ReportSpec) -> tuple[dict[str, pd.
     return tables, notes
 
 
+def benchmark_caption(benchmarks, results: pd.DataFrame | None = None) -> str:
+    """A sentence naming the paper's benchmarks the miniature sets stand in for, the benchmarks an average column
+    covers, and the grader behind each benchmark's verdicts (results' `grader` column)."""
+    benchmarks = list(dict.fromkeys(benchmarks))
+    parts = [f"{b} stands in for the paper's {BENCHMARKS[b].stands_in_for}" for b in benchmarks
+             if b in BENCHMARKS and BENCHMARKS[b].stands_in_for]
+    if set(PAPER_COMPETITIONS) & set(benchmarks):
+        parts.append("Comp. Math avg is the mean of " + ", ".join(b for b in PAPER_COMPETITIONS if b in benchmarks))
+    text = "; ".join(parts) + "." if parts else ""
+    if results is not None and len(results):
+        graders = results[results["benchmark"].isin(benchmarks)].groupby("benchmark", sort=False)["grader"]
+        used = {b: ", ".join(sorted(set(g.dropna()))) for b, g in graders}
+        if used:
+            text += " Verdicts by grader: " + "; ".join(f"{b}: {g}" for b, g in used.items() if g) + "."
+    return text.strip()
+
+
+def _table_benchmarks(spec: ReportSpec, name: str) -> list[str]:
+    if name == "table2":
+        return [b for bs in _columns_for(spec, "competitions").values() for b in bs]
+    if name.startswith("table3_"):
+        return [b for bs in _columns_for(spec, "headline", name.rsplit("_", 1)[1]).values() for b in bs]
+    return [b for bs in _columns_for(spec, "headline").values() for b in bs]
+
+
 # ---------------------------------------------------------------------------------------------- gap closure
+
+
+def _gap_closure_stat(zero, short, full):
+    return (short.mean() - zero.mean()) / (full.mean() - zero.mean())
+
+
+def _difference_stat(a, b):
+    return a.mean() - b.mean()
 
 
 def joint_bootstrap_gap(zero: np.ndarray, short: np.ndarray, full: np.ndarray, n_boot: int = 1000, seed: int = 0,
                         alpha: float = 0.05) -> dict:
     """Gap closure (short − zero) / (full − zero) of per-problem pass@1 arrays aligned on the same problems, with
-    percentile CIs from resampling problems jointly (the three arms answer the same problems, so they co-vary)."""
+    percentile CIs from resampling problems jointly (metrics.bootstrap_stat). Defined only where the gap
+    full − zero is positive with its CI above 0; otherwise gap_closure is NaN and `reason` says why."""
     zero, short, full = (np.asarray(a, float) for a in (zero, short, full))
     if not (len(zero) == len(short) == len(full)) or len(zero) == 0:
         raise ValueError(f"joint_bootstrap_gap: need equal non-empty arrays, got {len(zero)}, {len(short)}, "
                          f"{len(full)}")
-    idx = np.random.default_rng(seed).integers(0, len(zero), size=(n_boot, len(zero)))
-    z, s, f = zero[idx].mean(1), short[idx].mean(1), full[idx].mean(1)
-    denom = f - z
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gaps = np.where(denom != 0, (s - z) / denom, np.nan)
-    q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-    d_lo, d_hi = np.percentile(denom, q)
-    point_denom = full.mean() - zero.mean()
-    defined = not (d_lo <= 0 <= d_hi) and point_denom != 0
-    g_lo, g_hi = np.nanpercentile(gaps, q) if defined else (np.nan, np.nan)
-    return {"zero": zero.mean(), "short": short.mean(), "full": full.mean(), "denominator": point_denom,
-            "denominator_lo": d_lo, "denominator_hi": d_hi,
-            "gap_closure": (short.mean() - zero.mean()) / point_denom if defined else np.nan,
-            "gap_lo": g_lo, "gap_hi": g_hi, "defined": defined}
+    denom, d_lo, d_hi = bootstrap_stat([full, zero], _difference_stat, n_boot=n_boot, seed=seed, alpha=alpha)
+    out = {"zero": zero.mean(), "short": short.mean(), "full": full.mean(), "denominator": denom,
+           "denominator_lo": d_lo, "denominator_hi": d_hi, "gap_closure": np.nan, "gap_lo": np.nan,
+           "gap_hi": np.nan, "defined": bool(denom > 0 and d_lo > 0), "reason": ""}
+    if out["defined"]:
+        out["gap_closure"], out["gap_lo"], out["gap_hi"] = bootstrap_stat(
+            [zero, short, full], _gap_closure_stat, n_boot=n_boot, seed=seed, alpha=alpha)
+    else:
+        out["reason"] = (f"undefined: 100%-Pre − 0%-Pre = {100 * denom:.1f} points, 95% CI [{100 * d_lo:.1f}, "
+                         f"{100 * d_hi:.1f}], is not above 0: there is no gap to close")
+    return out
+
+
+GAP_COLUMNS = ["size", "domain", "benchmark", "short_arm", "zero", "short", "full", "denominator", "denominator_lo",
+               "denominator_hi", "gap_closure", "gap_lo", "gap_hi", "note"]
 
 
 def gap_closure(results: pd.DataFrame, spec: ReportSpec, run_dir: str | Path, n_boot: int = 1000,
                 seed: int = 0) -> tuple[pd.DataFrame, list[str]]:
     """Per size × in-domain benchmark: gap closure of the short pre-training arm, CI from the records."""
-    final = final_checkpoints(results)
-    short_arm = next((a for a in spec.arms if a in SHORT_ARMS), None)
-    rows, notes = [], []
+    final, short_arm = final_checkpoints(results), spec.short_arm
     if short_arm is None or "0%-Pre" not in spec.arms or "100%-Pre" not in spec.arms:
         return pd.DataFrame(), ["gap closure needs the 0%-Pre, short pre-training and 100%-Pre arms"]
+    rows, notes = [], []
     for size in spec.sizes:
         for domain, benches in spec.domains.items():
             for bench in benches:
-                picked = {}
-                for key, arm in (("zero", "0%-Pre"), ("short", short_arm), ("full", "100%-Pre")):
-                    r = _model_rows(final, arm, size, domain)
-                    r = r[r["benchmark"] == bench]
-                    picked[key] = r.iloc[0] if len(r) else None
-                out = {"size": size, "domain": domain, "benchmark": bench, "short_arm": short_arm, "note": ""}
-                absent = [k for k, r in picked.items() if r is None]
-                if absent:
-                    out["note"] = f"missing runs: {', '.join(absent)}"
-                    notes.append(f"{size} {bench}: {out['note']}")
-                    rows.append(out)
-                    continue
-                per_problem = _aligned_pass1(picked, run_dir)
-                if per_problem is None:
-                    z, s, f = (picked[k]["pass@1"] for k in ("zero", "short", "full"))
-                    denom = f - z
-                    out.update(zero=z, short=s, full=f, denominator=denom,
-                               gap_closure=(s - z) / denom if denom != 0 else np.nan,
-                               note="no records: point estimate from results.csv, no CI")
-                else:
-                    stats = joint_bootstrap_gap(*per_problem, n_boot=n_boot, seed=seed)
-                    defined = stats.pop("defined")
-                    out.update(stats)
-                    if not defined:
-                        out["note"] = "undefined: the CI of 100%−0% includes 0"
+                picked = {key: _model_row(final, arm, size, domain, bench)
+                          for key, arm in (("zero", "0%-Pre"), ("short", short_arm), ("full", "100%-Pre"))}
+                out = {"size": size, "domain": domain, "benchmark": bench, "short_arm": short_arm,
+                       **_gap_row(picked, run_dir, n_boot, seed)}
                 if out["note"]:
                     notes.append(f"{size} {bench}: {out['note']}")
                 rows.append(out)
-    cols = ["size", "domain", "benchmark", "short_arm", "zero", "short", "full", "denominator", "denominator_lo",
-            "denominator_hi", "gap_closure", "gap_lo", "gap_hi", "note"]
-    return pd.DataFrame(rows).reindex(columns=cols), notes
+    return pd.DataFrame(rows).reindex(columns=GAP_COLUMNS), notes
 
 
-def _aligned_pass1(picked: dict, run_dir) -> tuple[np.ndarray, ...] | None:
-    paths = {k: find_records(run_dir, r) for k, r in picked.items()}
-    if any(p is None for p in paths.values()):
+def _gap_row(picked: dict, run_dir, n_boot: int, seed: int) -> dict:
+    absent = [k for k, r in picked.items() if r is None]
+    if absent:
+        return {"note": f"missing runs: {', '.join(absent)}"}
+    arrays = paired_arrays([picked[k] for k in ("zero", "short", "full")], run_dir)
+    if arrays is None:
+        z, s, f = (picked[k]["pass@1"] for k in ("zero", "short", "full"))
+        return {"zero": z, "short": s, "full": f, "denominator": f - z,
+                "note": "undefined: no per-problem records, so no CI for 100%-Pre − 0%-Pre"}
+    stats = joint_bootstrap_gap(*arrays, n_boot=n_boot, seed=seed)
+    stats.pop("defined")
+    stats["note"] = stats.pop("reason")
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------- claims
+
+
+def load_claims(path: str | Path = CLAIMS_FILE) -> list[dict]:
+    """The paper's claims (id, claim, measure, reference, source, holds_if, why), checked for their fields."""
+    data = yaml.safe_load(Path(path).read_text())
+    claims = data.get("claims") if isinstance(data, dict) else None
+    if not claims:
+        raise ValueError(f"{path}: needs a `claims:` list")
+    needed = {"id", "claim", "measure", "reference", "source", "holds_if", "why"}
+    for i, c in enumerate(claims):
+        if needed - set(c):
+            raise ValueError(f"{path}: claim {i} ({c.get('id', '?')}) lacks {sorted(needed - set(c))}")
+        if not set(c["holds_if"]) <= {"above", "below"} or not c["holds_if"]:
+            raise ValueError(f"{path}: claim {c['id']}: holds_if takes `above` and/or `below`, got {c['holds_if']}")
+    if set(c["id"] for c in claims) != set(_CLAIM_CASES):
+        raise ValueError(f"{path}: claim ids {[c['id'] for c in claims]} do not match the report's checks "
+                         f"{list(_CLAIM_CASES)}")
+    return claims
+
+
+def case_verdict(lo: float, hi: float, region: dict) -> str:
+    """CLAIM_RULE for one case: the CI [lo, hi] against the open region (above, below)."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "undetermined (no CI)"
+    above, below = region.get("above", -np.inf), region.get("below", np.inf)
+    if lo > above and hi < below:
+        return "holds"
+    if hi <= above or lo >= below:
+        return "does not hold"
+    return "undetermined (CI too wide)"
+
+
+def claim_verdict(verdicts: list[str]) -> str:
+    """All cases hold: holds; any does not: does not hold; else undetermined, with the cases' reason when they
+    share one."""
+    if not verdicts:
+        return "not checked (runs missing)"
+    if all(v == "holds" for v in verdicts):
+        return "holds"
+    if "does not hold" in verdicts:
+        return "does not hold"
+    undetermined = {v for v in verdicts if v != "holds"}
+    return undetermined.pop() if len(undetermined) == 1 else "undetermined (CI too wide)"
+
+
+def _difference_case(final, run_dir, size, domain, bench, arm_a, arm_b, n_boot, seed) -> dict | None:
+    """arm_a − arm_b on one in-domain benchmark, in points, with a paired bootstrap CI (None: a run is missing)."""
+    a = _model_row(final, arm_a, size, domain, bench)
+    b = _model_row(final, arm_b, size, domain, bench)
+    if a is None or b is None:
         return None
-    records = {k: read_records(p) for k, p in paths.items()}
-    common = [pid for pid in records["zero"] if pid in records["short"] and pid in records["full"]]
-    if not common:
-        return None
-    return tuple(np.array([np.mean(records[k][pid]) for pid in common]) for k in ("zero", "short", "full"))
+    arrays = paired_arrays([a, b], run_dir)
+    if arrays is None:
+        return {"value": 100 * (a["pass@1"] - b["pass@1"]), "lo": np.nan, "hi": np.nan,
+                "note": "no per-problem records: no paired CI"}
+    value, lo, hi = bootstrap_stat(arrays, _difference_stat, n_boot=n_boot, seed=seed)
+    return {"value": 100 * value, "lo": 100 * lo, "hi": 100 * hi, "note": f"{len(arrays[0])} problems"}
+
+
+def _cases_scratch_vs_base(ctx) -> list[dict]:
+    return [dict(case=f"{bench} ({size})", **c) for size, domain, bench in ctx["in_domain"]
+            if (c := _difference_case(*ctx["args"](size, domain, bench), "0%-Pre", "Base", *ctx["boot"]))]
+
+
+def _cases_full_vs_scratch(ctx) -> list[dict]:
+    return [dict(case=f"{bench} ({size})", **c) for size, domain, bench in ctx["in_domain"]
+            if (c := _difference_case(*ctx["args"](size, domain, bench), "100%-Pre", "0%-Pre", *ctx["boot"]))]
+
+
+def _cases_gap_closure(ctx) -> list[dict]:
+    gaps, cases = ctx["gaps"], []
+    for g in gaps.itertuples() if not gaps.empty else []:
+        if str(g.note).startswith("missing runs"):
+            continue
+        case = {"case": f"{g.benchmark} ({g.size})", "value": 100 * g.gap_closure, "lo": 100 * g.gap_lo,
+                "hi": 100 * g.gap_hi, "note": g.note}
+        if pd.isna(g.gap_closure):
+            case["verdict"] = "undetermined (gap closure undefined)"
+        cases.append(case)
+    return cases
+
+
+def _cases_cross_domain(ctx) -> list[dict]:
+    final, run_dir, spec, cases = ctx["final"], ctx["run_dir"], ctx["spec"], []
+    for size in spec.sizes:
+        for model_domain in spec.domains:
+            for bench in [b for d, bs in spec.domains.items() if d != model_domain for b in bs]:
+                for arm in [a for a in spec.arms if a != "Base"]:
+                    row = _model_row(final, arm, size, model_domain, bench)
+                    if row is None:
+                        continue
+                    arrays = paired_arrays([row], run_dir)
+                    value, lo, hi = (bootstrap_stat(arrays, np.mean, *ctx["boot"]) if arrays else
+                                     (row["pass@1"], row["pass@1_lo"], row["pass@1_hi"]))
+                    cases.append({"case": f"{arm} {model_domain}-SFT on {bench} ({size})", "value": 100 * value,
+                                  "lo": 100 * lo, "hi": 100 * hi, "note": ""})
+    return cases
+
+
+_CLAIM_CASES = {"scratch_sft_beats_base": _cases_scratch_vs_base, "pretraining_leads_modestly": _cases_full_vs_scratch,
+                "short_pretraining_closes_part": _cases_gap_closure, "no_cross_domain_transfer": _cases_cross_domain}
+
+
+def check_claims(results: pd.DataFrame, spec: ReportSpec, run_dir, gaps: pd.DataFrame, n_boot: int = 1000,
+                 seed: int = 0, claims: list[dict] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary, cases): one summary row per claim (paper's figure, this run's figure with 95% CI, verdict by
+    CLAIM_RULE) and one row per case it was checked on (size × benchmark, or × arm for cross-domain)."""
+    claims = claims or load_claims()
+    final = final_checkpoints(results)
+    ctx = {"final": final, "run_dir": run_dir, "spec": spec, "gaps": gaps, "boot": (n_boot, seed),
+           "in_domain": [(s, d, b) for s in spec.sizes for d, bs in spec.domains.items() for b in bs],
+           "args": lambda size, domain, bench: (final, run_dir, size, domain, bench)}
+    summary, cases = [], []
+    for number, claim in enumerate(claims, 1):
+        found = _CLAIM_CASES[claim["id"]](ctx)
+        for c in found:
+            c.setdefault("verdict", case_verdict(c["lo"], c["hi"], claim["holds_if"]))
+            cases.append({"claim": number, **c})
+        summary.append({"claim": number, "statement": claim["claim"], "paper": claim["reference"],
+                        "source": claim["source"], "measure": claim["measure"],
+                        "region": region_text(claim["holds_if"]), "this run (95% CI)": _run_figure(found),
+                        "verdict": claim_verdict([c["verdict"] for c in found])})
+    case_cols = ["claim", "case", "value", "lo", "hi", "verdict", "note"]
+    return pd.DataFrame(summary), pd.DataFrame(cases).reindex(columns=case_cols)
+
+
+def region_text(region: dict) -> str:
+    above, below = region.get("above"), region.get("below")
+    if above is not None and below is not None:
+        return f"between {above:g} and {below:g}"
+    return f"above {above:g}" if above is not None else f"below {below:g}"
+
+
+def _fmt_ci(value, lo, hi) -> str:
+    if pd.isna(value):
+        return MISSING
+    ci = f" [{lo:.1f}, {hi:.1f}]" if np.isfinite(lo) and np.isfinite(hi) else " (no CI)"
+    return f"{value:.1f}{ci}"
+
+
+def _run_figure(cases: list[dict], show: int = 3) -> str:
+    """The cases' figures; beyond `show` cases only the one that decides the verdict (the first that does not hold,
+    else the first undetermined, else the largest value), and how many cases there are."""
+    if not cases:
+        return MISSING
+    shown, suffix = cases, ""
+    if len(cases) > show:
+        rank = {"does not hold": 0, "holds": 2}
+        shown = [min(cases, key=lambda c: (rank.get(c["verdict"], 1), -np.nan_to_num(c["value"], nan=-np.inf)))]
+        suffix = f" (decisive case of {len(cases)}; all in the cases table)"
+    return "; ".join(f"{c['case']}: {_fmt_ci(c['value'], c['lo'], c['hi'])}" for c in shown) + suffix
 
 
 # ---------------------------------------------------------------------------------------------- examples
 
 
-def graded_examples(results: pd.DataFrame, spec: ReportSpec, run_dir, per_arm: int = 2) -> pd.DataFrame:
+def example_outputs(results: pd.DataFrame, spec: ReportSpec, run_dir, per_arm: int = 2) -> pd.DataFrame:
     """A few graded outputs per arm: the first `per_arm` problems (shared by all arms) of each domain's first
     benchmark with records, final checkpoints; the response excerpt is its end, where the answer is."""
     final, out = final_checkpoints(results), []
@@ -332,28 +511,27 @@ def graded_examples(results: pd.DataFrame, spec: ReportSpec, run_dir, per_arm: i
     for size in spec.sizes:
         for domain, benches in spec.domains.items():
             for bench in benches:
-                files = {}
+                by_arm = {}
                 for arm in spec.arms:
-                    r = _model_rows(final, arm, size, domain)
-                    r = r[r["benchmark"] == bench]
-                    path = find_records(run_dir, r.iloc[0]) if len(r) else None
-                    if path is not None:
-                        files[arm] = {rec["problem_id"]: rec for rec in map(json.loads, open(path)) if rec}
-                if not files:
+                    row = _model_row(final, arm, size, domain, bench)
+                    path = resolve_records(run_dir, row.get("records")) if row is not None else None
+                    if path is not None and path.is_file():
+                        by_arm[arm] = {r.problem_id: r for r in read_records(path)}
+                if not by_arm:
                     continue
-                shared = [p for p in next(iter(files.values())) if all(p in f for f in files.values())][:per_arm]
-                for arm, recs in files.items():
-                    for pid in shared:
-                        rec = recs[pid]
-                        correct = bool(rec["correct"][0]) if rec.get("correct") else False
-                        status = (rec.get("statuses") or [""])[0]
-                        out.append({"size": size, "domain": domain, "benchmark": bench, "arm": arm,
-                                    "problem_id": pid, "problem": _excerpt(rec.get("prompt", ""), 300, head=True),
-                                    "response": _excerpt((rec.get("responses") or [""])[0], 400, head=False),
-                                    "verdict": ("correct" if correct else "wrong") + (f" ({status})" if status else ""),
-                                    "finish_reason": (rec.get("finish_reasons") or [""])[0]})
+                first = next(iter(by_arm.values()))
+                shared = [p for p in first if all(p in recs for recs in by_arm.values())][:per_arm]
+                out += [_example(size, domain, bench, arm, example_row(recs[pid]))
+                        for arm, recs in by_arm.items() for pid in shared]
                 break  # one benchmark per domain
     return pd.DataFrame(out)
+
+
+def _example(size, domain, bench, arm, ex: dict) -> dict:
+    verdict = ("correct" if ex["correct"] else "wrong") + (f" ({ex['status']})" if ex["status"] else "")
+    return {"size": size, "domain": domain, "benchmark": bench, "arm": arm, "problem_id": ex["problem_id"],
+            "problem": _excerpt(ex["prompt"], 300, head=True), "response": _excerpt(ex["response"], 400, head=False),
+            "verdict": verdict, "finish_reason": ex["finish"]}
 
 
 def _excerpt(text: str, limit: int, head: bool) -> str:
@@ -375,22 +553,49 @@ def _save(fig, figures_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-def plot_headline(table1: pd.DataFrame, figures_dir: Path) -> list[Path]:
-    """Grouped bars of Table 1's pass@1: a panel per size, a bar group per column, a bar per arm."""
-    sizes = list(table1.index.get_level_values("size").unique())
-    cols = list(table1.columns.get_level_values("benchmark").unique())
-    fig, axes = plt.subplots(1, len(sizes), figsize=(4 + 2 * len(cols) * len(sizes), 3.5), squeeze=False)
-    for ax, size in zip(axes[0], sizes):
-        sub = table1.xs(size, level="size")
-        width = 0.8 / max(len(sub), 1)
-        for i, arm in enumerate(sub.index):
-            values = [100 * sub.loc[arm, (c, "pass@1")] for c in cols]
-            ax.bar(np.arange(len(cols)) + i * width, values, width, label=arm, color=ARM_COLORS[arm])
-        ax.set_xticks(np.arange(len(cols)) + width * (len(sub) - 1) / 2, cols)
-        ax.set_title(f"size {size}")
-        ax.set_ylabel("pass@1 (%)")
-    axes[0][-1].legend(fontsize=8)
-    return _save(fig, figures_dir, "headline")
+def headline_bars(results: pd.DataFrame, spec: ReportSpec) -> pd.DataFrame:
+    """Table 1's pass@1 in long form with its 95% CI: (size, arm, column, pass@1, lo, hi). An average column has
+    no CI (intervals of different benchmarks do not add up), so lo/hi are NaN there."""
+    final, rows = final_checkpoints(results), []
+    for col, benches in _columns_for(spec, "headline").items():
+        domain = BENCHMARK_DOMAIN.get(benches[0], "math")
+        for size in spec.sizes:
+            for arm in spec.arms:
+                picked = [_model_row(final, arm, size, domain, b) for b in benches]
+                if any(r is None for r in picked):
+                    continue
+                one = len(picked) == 1
+                rows.append({"size": size, "arm": arm, "column": col,
+                             "pass@1": float(np.mean([r["pass@1"] for r in picked])),
+                             "lo": picked[0]["pass@1_lo"] if one else np.nan,
+                             "hi": picked[0]["pass@1_hi"] if one else np.nan})
+    return pd.DataFrame(rows, columns=["size", "arm", "column", "pass@1", "lo", "hi"])
+
+
+def plot_headline(bars: pd.DataFrame, figures_dir: Path) -> list[Path]:
+    """Grouped bars of Table 1's pass@1 with 95% CI error bars: a panel per size, a group per column, a bar per arm."""
+    sizes, cols = list(dict.fromkeys(bars["size"])), list(dict.fromkeys(bars["column"]))
+    arms = [a for a in ARM_ORDER if a in set(bars["arm"])]
+    width = 0.8 / max(len(arms), 1)
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, len(sizes), figsize=(2 + 2.2 * len(cols) * len(sizes), 3.8), squeeze=False)
+        for ax, size in zip(axes[0], sizes):
+            for i, arm in enumerate(arms):
+                sub = bars[(bars["size"] == size) & (bars["arm"] == arm)].set_index("column").reindex(cols)
+                y = 100 * sub["pass@1"].to_numpy(float)
+                err = np.vstack([y - 100 * sub["lo"].to_numpy(float), 100 * sub["hi"].to_numpy(float) - y])
+                x = np.arange(len(cols)) + i * width
+                ax.bar(x, y, width, label=ARM_LABELS[arm], color=ARM_COLORS[arm])
+                has_ci = np.isfinite(err).all(axis=0) & np.isfinite(y)  # an average column has no CI
+                if has_ci.any():
+                    ax.errorbar(x[has_ci], y[has_ci], yerr=err[:, has_ci], fmt="none", ecolor="0.2", elinewidth=1,
+                                capsize=3)
+            ax.set_xticks(np.arange(len(cols)) + width * (len(arms) - 1) / 2, cols, rotation=10)
+            ax.set_title(f"size {size}")
+            ax.set_ylabel("pass@1 (%), 95% CI")
+            ax.set_ylim(bottom=0)
+        axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        return _save(fig, figures_dir, "headline")
 
 
 def plot_curves(results: pd.DataFrame, spec: ReportSpec, figures_dir: Path) -> tuple[list[Path], list[str]]:
@@ -404,43 +609,52 @@ def plot_curves(results: pd.DataFrame, spec: ReportSpec, figures_dir: Path) -> t
             if rows.empty:
                 notes.append(f"no training curve for {domain}-SFT size {size}: no evaluated checkpoints")
                 continue
-            fig, axes = plt.subplots(1, len(benches), figsize=(3.6 * len(benches), 3.2), squeeze=False)
-            for ax, bench in zip(axes[0], benches):
-                for arm in spec.arms[1:] if spec.arms[0] == "Base" else spec.arms:
-                    line = rows[(rows["arm"] == arm) & (rows["benchmark"] == bench)].sort_values("step")
-                    if line.empty:
-                        continue
-                    ax.plot(line["step"], 100 * line["pass@1"], marker="o", label=arm, color=ARM_COLORS[arm])
-                    ax.fill_between(line["step"], 100 * line["pass@1_lo"], 100 * line["pass@1_hi"], alpha=0.2,
-                                    color=ARM_COLORS[arm])
-                b = base[(base["size"] == size) & (base["benchmark"] == bench)]
-                if len(b):
-                    ax.axhline(100 * b["pass@1"].iloc[0], color="gray", linestyle="--", label="Base")
-                ax.set_title(bench)
-                ax.set_xlabel("SFT step")
-            axes[0][0].set_ylabel("pass@1 (%)")
-            axes[0][-1].legend(fontsize=8)
-            fig.suptitle(f"{domain}-SFT, size {size} (band: 95% CI)")
-            fig.tight_layout()
-            paths += _save(fig, figures_dir, f"curves_{domain}_{size}")
+            with sns.axes_style("whitegrid"):
+                fig, axes = plt.subplots(1, len(benches), figsize=(3.8 * len(benches), 3.3), squeeze=False)
+                for ax, bench in zip(axes[0], benches):
+                    _curve_panel(ax, rows[rows["benchmark"] == bench], base[(base["size"] == size) &
+                                                                            (base["benchmark"] == bench)], spec)
+                    ax.set_title(bench)
+                axes[0][0].set_ylabel("pass@1 (%)")
+                axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+                fig.suptitle(f"{domain}-SFT, size {size} (band: 95% CI)")
+                fig.tight_layout()
+                paths += _save(fig, figures_dir, f"curves_{domain}_{size}")
     return paths, notes
 
 
+def _curve_panel(ax, rows: pd.DataFrame, base: pd.DataFrame, spec: ReportSpec) -> None:
+    for arm in [a for a in spec.arms if a != "Base"]:
+        line = rows[rows["arm"] == arm].sort_values("step")
+        if line.empty:
+            continue
+        ax.plot(line["step"], 100 * line["pass@1"], marker="o", label=ARM_LABELS[arm], color=ARM_COLORS[arm])
+        ax.fill_between(line["step"], 100 * line["pass@1_lo"], 100 * line["pass@1_hi"], alpha=0.2,
+                        color=ARM_COLORS[arm])
+    if len(base):
+        ax.axhline(100 * base["pass@1"].iloc[0], color=ARM_COLORS["Base"], linestyle="--", label=ARM_LABELS["Base"])
+    ax.set_xlabel("SFT step")
+
+
 def plot_gap_closure(gaps: pd.DataFrame, figures_dir: Path) -> list[Path]:
-    """Gap closure per benchmark with its CI, a marker series per size; undefined ones are left out."""
-    fig, ax = plt.subplots(figsize=(1.2 * max(gaps["benchmark"].nunique(), 3) + 2, 3.2))
+    """Gap closure per benchmark with its CI, in the short arm's colour, a marker per size; undefined ones are left
+    out (the table says why)."""
     benches = list(dict.fromkeys(gaps["benchmark"]))
-    for i, (size, sub) in enumerate(gaps.groupby("size", sort=False)):
-        x = np.array([benches.index(b) for b in sub["benchmark"]]) + 0.1 * i
-        y = 100 * sub["gap_closure"].astype(float)
-        err = np.vstack([y - 100 * sub["gap_lo"].astype(float), 100 * sub["gap_hi"].astype(float) - y])
-        ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="o", capsize=3, label=f"size {size}")
-    ax.axhline(0, color="gray", lw=0.8)
-    ax.axhline(100, color="gray", lw=0.8, linestyle="--")
-    ax.set_xticks(range(len(benches)), benches, rotation=20)
-    ax.set_ylabel("gap closed by short pre-training (%)")
-    ax.legend(fontsize=8)
-    return _save(fig, figures_dir, "gap_closure")
+    color = ARM_COLORS[gaps["short_arm"].iloc[0]]
+    with sns.axes_style("whitegrid"):
+        fig, ax = plt.subplots(figsize=(1.2 * max(len(benches), 3) + 2, 3.3))
+        for i, (size, sub) in enumerate(gaps.groupby("size", sort=False)):
+            x = np.array([benches.index(b) for b in sub["benchmark"]]) + 0.1 * i
+            y = 100 * sub["gap_closure"].astype(float)
+            err = np.vstack([y - 100 * sub["gap_lo"].astype(float), 100 * sub["gap_hi"].astype(float) - y])
+            ax.errorbar(x, y, yerr=np.nan_to_num(err), fmt="osD^v"[i % 5], capsize=3, color=color,
+                        label=f"{ARM_LABELS[gaps['short_arm'].iloc[0]]}, size {size}")
+        ax.axhline(0, color="gray", lw=0.8)
+        ax.axhline(100, color="gray", lw=0.8, linestyle="--")
+        ax.set_xticks(range(len(benches)), benches, rotation=10)
+        ax.set_ylabel("gap closed (%), 95% CI")
+        ax.legend(fontsize=8)
+        return _save(fig, figures_dir, "gap_closure")
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -454,12 +668,14 @@ def format_table(table: pd.DataFrame, percent: bool = True) -> pd.DataFrame:
     return out.reset_index()
 
 
-def to_markdown(table: pd.DataFrame, notes: list[str] = ()) -> str:
-    """A GitHub-flavoured Markdown table (string cells), with the notes as a footnote list."""
+def to_markdown(table: pd.DataFrame, notes: list[str] = (), caption: str = "") -> str:
+    """A GitHub-flavoured Markdown table (string cells), the caption under it, the notes as a footnote list."""
     header = [str(c) for c in table.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |"
               for row in table.itertuples(index=False)]
+    if caption:
+        lines += ["", caption]
     if notes:
         lines += ["", f"{MISSING} = not available. Notes:"] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -469,64 +685,31 @@ def _latex_escape(text: str) -> str:
     return re.sub(r"([%&#_$])", r"\\\1", str(text)).replace(MISSING, "---")
 
 
-def to_latex(table: pd.DataFrame, notes: list[str] = ()) -> str:
+def to_latex(table: pd.DataFrame, notes: list[str] = (), caption: str = "") -> str:
     body = table.map(_latex_escape)
     body.columns = [_latex_escape(c) for c in body.columns]
     tex = body.to_latex(index=False, escape=False)
-    if notes:
-        tex += "\\par\\footnotesize " + "; ".join(_latex_escape(n) for n in notes) + "\n"
+    extra = ([caption] if caption else []) + list(notes)
+    if extra:
+        tex += "\\par\\footnotesize " + "; ".join(_latex_escape(n) for n in extra) + "\n"
     return tex
 
 
-def write_report(study=None, *, run_dir: str | Path | None = None, results_csv: str | Path | None = None,
-                 figures_dir: str | Path | None = None, sizes: list[str] | None = None,
-                 examples_per_arm: int | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Write every table (Markdown + LaTeX under {run_dir}/report/) and figure (PNG + PDF under figures_dir).
+def claims_markdown(summary: pd.DataFrame, cases: pd.DataFrame, spec: ReportSpec) -> str:
+    """The claims table as a reader meets it: claim, paper, this run, verdict; then the rule and the benchmarks."""
+    shown = summary.assign(claim=[f"{n}. {s}" for n, s in zip(summary["claim"], summary["statement"])],
+                           paper=[f"{p} ({s})" for p, s in zip(summary["paper"], summary["source"])],
+                           measure=[f"{m}; holds {r}" for m, r in zip(summary["measure"], summary["region"])])
+    shown = shown[["claim", "paper", "measure", "this run (95% CI)", "verdict"]]
+    benches = [b for bs in spec.domains.values() for b in bs]
+    caption = f"Rule: {CLAIM_RULE} " + benchmark_caption(benches)
+    return to_markdown(shown, caption=caption.strip())
 
-    Pass a StudyParams (its run dir, figures dir, sizes and expected runs are used), or run_dir (+ figures_dir).
-    Returns {"tables": {name: DataFrame}, "notes": {name: [str]}, "examples": DataFrame, "files": [Path],
-    "figures": [Path], "manifest": Path}.
-    """
-    if study is None and run_dir is None:
-        raise ValueError("write_report: give a study or run_dir")
-    run_dir = Path(run_dir or study.run_dir)
-    figures_dir = Path(figures_dir or (study.report.figures_dir if study else run_dir / "figures"))
-    if examples_per_arm is None:
-        examples_per_arm = study.report.examples_per_arm if study else 2
-    results = load_results(results_csv or run_dir / "eval" / "results.csv")
-    spec = spec_from(results, study, sizes)
-    tables, notes = build_tables(results, spec)
-    if results.empty:
-        notes = {k: ["no results yet: eval/results.csv is missing or empty"] for k in tables}
-    tables["gap_closure"], notes["gap_closure"] = gap_closure(results, spec, run_dir, n_boot, seed)
-    examples = graded_examples(results, spec, run_dir, examples_per_arm)
 
-    report_dir = run_dir / "report"
-    report_dir.mkdir(parents=True, exist_ok=True)
-    files = []
-    for name, table in tables.items():
-        if table.empty:
-            continue
-        shown = format_table(table) if name != "gap_closure" else _format_gaps(table)
-        (report_dir / f"{name}.md").write_text(to_markdown(shown, notes[name]))
-        (report_dir / f"{name}.tex").write_text(to_latex(shown, notes[name]))
-        files += [report_dir / f"{name}.md", report_dir / f"{name}.tex"]
-    if not examples.empty:
-        (report_dir / "examples.md").write_text(_examples_markdown(examples))
-        files.append(report_dir / "examples.md")
-
-    figures = plot_headline(tables["table1"], figures_dir) if not tables["table1"].empty else []
-    curve_paths, notes["curves"] = plot_curves(results, spec, figures_dir)
-    figures += curve_paths
-    if not tables["gap_closure"].empty and tables["gap_closure"]["gap_closure"].notna().any():
-        figures += plot_gap_closure(tables["gap_closure"].dropna(subset=["gap_closure"]), figures_dir)
-    manifest = report_dir / "manifest.json"
-    manifest.write_text(json.dumps({
-        "headline_table": str(report_dir / "table1.md"),
-        "headline_figure": str(figures_dir / "headline.png") if figures else None,
-        "figures": [str(p) for p in figures], "tables": [str(p) for p in files], "layout": spec.layout}, indent=1))
-    return {"tables": tables, "notes": notes, "examples": examples, "files": files, "figures": figures,
-            "manifest": manifest}
+def _format_cases(cases: pd.DataFrame) -> pd.DataFrame:
+    out = cases.copy()
+    out["this run (95% CI)"] = [_fmt_ci(v, lo, hi) for v, lo, hi in zip(out["value"], out["lo"], out["hi"])]
+    return out[["claim", "case", "this run (95% CI)", "verdict", "note"]].fillna("")
 
 
 def _format_gaps(gaps: pd.DataFrame) -> pd.DataFrame:
@@ -542,5 +725,107 @@ def _examples_markdown(examples: pd.DataFrame) -> str:
     for (size, bench, pid), group in examples.groupby(["size", "benchmark", "problem_id"], sort=False):
         lines += [f"## {bench} / {pid} (size {size})", "", "> " + group["problem"].iloc[0].replace("\n", "\n> "), ""]
         for r in group.itertuples():
-            lines += [f"**{r.arm}**: {r.verdict}, finish: {r.finish_reason}", "", "```", r.response, "```", ""]
+            lines += [f"**{ARM_LABELS[r.arm]}**: {r.verdict}, finish: {r.finish_reason}", "", "```", r.response,
+                      "```", ""]
     return "\n".join(lines)
+
+
+def table_captions(tables, spec: ReportSpec, results) -> dict[str, str]:
+    """The sentence under each results table: the paper's benchmarks its columns stand for, and the graders."""
+    return {name: benchmark_caption(_table_benchmarks(spec, name), results) for name in tables
+            if name.startswith("table")}
+
+
+def _markdown_pages(tables, notes, captions: dict[str, str], spec: ReportSpec) -> dict[str, str]:
+    pages = {"claims": claims_markdown(tables["claims"], tables["claim_cases"], spec)}
+    for name, table in tables.items():
+        if table.empty or name == "claims":
+            continue
+        if name == "claim_cases":
+            pages[name] = to_markdown(_format_cases(table), caption=f"Rule: {CLAIM_RULE}")
+        elif name == "gap_closure":
+            pages[name] = to_markdown(_format_gaps(table), notes[name])
+        else:
+            pages[name] = to_markdown(format_table(table), notes[name], captions[name])
+    return pages
+
+
+def write_report(study=None, *, run_dir: str | Path | None = None, results_csv: str | Path | None = None,
+                 figures_dir: str | Path | None = None, sizes: list[str] | None = None,
+                 examples_per_arm: int | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Write the claims, every table (Markdown + LaTeX under {run_dir}/report/) and figure (PNG + PDF).
+
+    Pass a StudyParams (its run dir, figures dir, sizes and expected runs are used), or run_dir (+ figures_dir).
+    Returns {"tables": {name: DataFrame}, "notes": {name: [str]}, "captions": {table: str}, "markdown": {name: str},
+    "examples": DataFrame,
+    "files": [Path], "figures": [Path], "manifest": Path}. tables["claims"] is the claims summary,
+    tables["claim_cases"] each case it was checked on.
+    """
+    if study is None and run_dir is None:
+        raise ValueError("write_report: give a study or run_dir")
+    run_dir = Path(run_dir or study.run_dir)
+    figures_dir = Path(figures_dir or (study.report.figures_dir if study else run_dir / "figures"))
+    if examples_per_arm is None:
+        examples_per_arm = study.report.examples_per_arm if study else 2
+    results = load_results(results_csv or run_dir / "eval" / "results.csv")
+    spec = spec_from(results, study, sizes)
+    tables, notes = build_tables(results, spec)
+    if results.empty:
+        notes = {k: ["no results yet: eval/results.csv is missing or empty"] for k in tables}
+    tables["gap_closure"], notes["gap_closure"] = gap_closure(results, spec, run_dir, n_boot, seed)
+    tables["claims"], tables["claim_cases"] = check_claims(results, spec, run_dir, tables["gap_closure"], n_boot,
+                                                           seed)
+    examples = example_outputs(results, spec, run_dir, examples_per_arm)
+    captions = table_captions(tables, spec, results)
+    markdown = _markdown_pages(tables, notes, captions, spec)
+    files = _write_tables(run_dir / "report", tables, notes, captions, markdown, examples)
+    figures = _write_figures(results, spec, tables, notes, figures_dir)
+    manifest = run_dir / "report" / "manifest.json"
+    manifest.write_text(json.dumps({
+        "claims_table": "report/claims.md", "headline_table": "report/table1.md",
+        "headline_figure": _relative(figures_dir / "headline.png", run_dir) if figures else None,
+        "figures": [_relative(p, run_dir) for p in figures], "tables": [_relative(p, run_dir) for p in files],
+        "layout": spec.layout}, indent=1))
+    return {"tables": tables, "notes": notes, "captions": captions, "markdown": markdown, "examples": examples,
+            "files": files,
+            "figures": figures, "manifest": manifest}
+
+
+def _relative(path: Path, run_dir: Path) -> str:
+    """Manifest paths are relative to the run dir (index.html sits there), else to the repository."""
+    try:
+        return path.resolve().relative_to(run_dir.resolve()).as_posix()
+    except ValueError:
+        return repo_relative(path)
+
+
+def _write_tables(report_dir: Path, tables, notes, captions, markdown: dict[str, str], examples) -> list[Path]:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, text in markdown.items():
+        (report_dir / f"{name}.md").write_text(text)
+        files.append(report_dir / f"{name}.md")
+        if name.startswith("table"):
+            (report_dir / f"{name}.tex").write_text(to_latex(format_table(tables[name]), notes[name],
+                                                             captions[name]))
+            files.append(report_dir / f"{name}.tex")
+    if not examples.empty:
+        (report_dir / "examples.md").write_text(_examples_markdown(examples))
+        files.append(report_dir / "examples.md")
+    return files
+
+
+def _write_figures(results, spec: ReportSpec, tables, notes, figures_dir: Path) -> list[Path]:
+    bars = headline_bars(results, spec)
+    figures = plot_headline(bars, figures_dir) if len(bars) else []
+    curve_paths, notes["curves"] = plot_curves(results, spec, figures_dir)
+    figures += curve_paths
+    gaps = tables["gap_closure"]
+    if not gaps.empty and gaps["gap_closure"].notna().any():
+        figures += plot_gap_closure(gaps.dropna(subset=["gap_closure"]), figures_dir)
+    return figures
+
+
+def relative_paths(paths) -> list[str]:
+    """Paths as outputs show them: relative to the repository (a shared report carries no machine layout)."""
+    return [repo_relative(p) for p in paths]
