@@ -261,11 +261,13 @@ RULE_CASES = {
     ],
     "inequalities with exclusions": [
         (r"0 < x < 36,\ x \neq 9", r"(0,9) \cup (9,36)", True), (r"0 < x < 36, x \ne 9", r"(0,9) \cup (9,36)", True),
-        (r"1 < x < 3 \text{ and } x \neq 2", r"(1,2)\cup(2,3)", True), (r"x \in (1,3), x \neq 2", r"(1,2)\cup(2,3)", True),
+        (r"1 < x < 3 \text{ and } x \neq 2", r"(1,2)\cup(2,3)", True),
+        (r"x \in (1,3), x \neq 2", r"(1,2)\cup(2,3)", True),
         (r"x > 0, x \neq 1", r"(0,1)\cup(1,\infty)", True),
         (r"x \neq 1, x \neq 2", r"(-\infty,1)\cup(1,2)\cup(2,\infty)", True), ("x > 0, x < 5", "(0,5)", True),
         ("x<-2, x>2", r"(-\infty,-2)\cup(2,\infty)", True), (r"(0,9) \cup (9,36)", r"0<x<36, x\neq 9", True),
-        (r"(0,36) \setminus \{9\}", r"(0,9) \cup (9,36)", True), (r"\{x \mid 0 < x < 36, x \neq 9\}", r"(0,9)\cup(9,36)", True),
+        (r"(0,36) \setminus \{9\}", r"(0,9) \cup (9,36)", True),
+        (r"\{x \mid 0 < x < 36, x \neq 9\}", r"(0,9)\cup(9,36)", True),
         (r"\{x : 0 < x < 36, x \neq 9\}", r"(0,9)\cup(9,36)", True),
         (r"0 < x < 36 \text{ with } x \neq 9", r"(0,9)\cup(9,36)", True),
         (r"0 < x < 36 \text{ except } x = 9", r"(0,9)\cup(9,36)", True),
@@ -277,12 +279,14 @@ RULE_CASES = {
     ],
     "variables compared where both sides are real": [
         (r"\sqrt{\frac{1}{n}}", r"\frac{1}{\sqrt{n}}", True), (r"\frac{1}{\sqrt{n}}", r"\sqrt{\frac{1}{n}}", True),
-        (r"\sqrt{\frac{a}{b}}", r"\frac{\sqrt{a}}{\sqrt{b}}", True), (r"\frac{\sqrt{n}}{n}", r"\frac{1}{\sqrt{n}}", True),
+        (r"\sqrt{\frac{a}{b}}", r"\frac{\sqrt{a}}{\sqrt{b}}", True),
+        (r"\frac{\sqrt{n}}{n}", r"\frac{1}{\sqrt{n}}", True),
         (r"\sqrt{4n}", r"2\sqrt{n}", True), ("n^{1/2}", r"\sqrt{n}", True), (r"\ln(x^2)", r"2\ln x", True),
         (r"\sqrt{n^3}", r"n\sqrt{n}", True),
         (r"\sqrt{\frac{1}{n}}", r"\frac{2}{\sqrt{n}}", False), (r"\frac{1}{\sqrt{n}}", r"\sqrt{n}", False),
         (r"\sqrt{4n}", r"4\sqrt{n}", False), (r"\ln(x^2)", r"3\ln x", False), (r"\sqrt{x^2}", "x", False),
-        ("|x|", "x", False), (r"\sqrt{n}", r"-\sqrt{n}", False), (r"\sqrt{\frac{1}{n}}", r"\frac{1}{\sqrt{n+1}}", False),
+        ("|x|", "x", False),
+        (r"\sqrt{n}", r"-\sqrt{n}", False), (r"\sqrt{\frac{1}{n}}", r"\frac{1}{\sqrt{n+1}}", False),
     ],
     "integers and rationals compared exactly": [
         ("90548514656103281165404177077484163874504589675413336841320", r"\binom{200}{100}", True),
@@ -292,10 +296,12 @@ RULE_CASES = {
         (r"\frac{2^{2005}+1}{3\cdot2^{2006}}", r"\frac{1}{6}", False),
         (r"\frac{1}{6}+\frac{1}{3\cdot 2^{2006}}", r"\frac{2^{2005}+1}{3\cdot2^{2006}}", True),
         ("0.166667", r"\frac{2^{2005}+1}{3\cdot2^{2006}}", True),
-        (r"2^{200}", r"2^{200}+1", False), (r"2^{200}+1", "1606938044258990275541962092341162602522202993782792835301377", True),
+        (r"2^{200}", r"2^{200}+1", False),
+        (r"2^{200}+1", "1606938044258990275541962092341162602522202993782792835301377", True),
         ("1606938044258990275541962092341162602522202993782792835301377", r"2^{200}", False),
         ("100!", "100!+1", False), (r"\frac{100!}{98!}", "9900", True), ("10^{60}", "10^{60}+1", False),
-        (r"\sqrt{10^{80}+1}", "10^{40}", False), (r"\frac{10^{50}+1}{10^{50}}", "1", False), ("1 - 10^{-50}", "1", False),
+        (r"\sqrt{10^{80}+1}", "10^{40}", False),
+        (r"\frac{10^{50}+1}{10^{50}}", "1", False), ("1 - 10^{-50}", "1", False),
         ("2^{20000}", "2^{20000}+1", False), (r"2^{20000}+\frac{1}{2}", r"\frac{2^{20001}+1}{2}", True),
         (r"\sqrt{2^{40000}}", "2^{20000}", True), (r"\sqrt{2^{40000}+1}", "2^{20000}", False),
     ],
@@ -328,9 +334,11 @@ def test_rule_table(rule_verdicts, index):
 
 # Several boxes in one response: the same value boxed twice is that value; different values stay a list.
 BOX_CASES = [
-    (r"so $\boxed{\frac{6}{5}}$ or $\boxed{1.2}$", "1.2", True), (r"$\boxed{\frac{6}{5}}$ or $\boxed{1.2}$", r"\frac65", True),
+    (r"so $\boxed{\frac{6}{5}}$ or $\boxed{1.2}$", "1.2", True),
+    (r"$\boxed{\frac{6}{5}}$ or $\boxed{1.2}$", r"\frac65", True),
     (r"$\boxed{0.5}$ and $\boxed{\frac{1}{2}}$", "0.5", True), (r"\boxed{x=2}, \boxed{2}", "2", True),
-    (r"\boxed{1.2}, \boxed{1.20}", "1.2", True), (r"\boxed{\sqrt{2}/2} or \boxed{\frac{1}{\sqrt2}}", r"\frac{\sqrt2}{2}", True),
+    (r"\boxed{1.2}, \boxed{1.20}", "1.2", True),
+    (r"\boxed{\sqrt{2}/2} or \boxed{\frac{1}{\sqrt2}}", r"\frac{\sqrt2}{2}", True),
     (r"\boxed{2} and \boxed{3}", "2, 3", True), (r"\boxed{0.5}, \boxed{\frac12}, \boxed{3}", r"\frac12, 3", True),
     (r"\boxed{2} or \boxed{3}", "2", False), (r"\boxed{2} or \boxed{3}", "3", False),
     (r"\boxed{\frac65} or \boxed{1.3}", "1.2", False), (r"\boxed{0.5}, \boxed{\frac12}, \boxed{3}", "0.5", False),
@@ -518,7 +526,8 @@ def test_worker_pool_serves_a_module_file_and_kills_on_timeout(tmp_path):
                      "    time.sleep(req['sleep'])\n"
                      "    if req.get('fail'):\n"
                      "        raise ValueError('bad request')\n"
-                     "    return {'pid': os.getpid(), 'package': any(m.startswith('posttrain') for m in sys.modules)}\n")
+                     "    loaded = any(m.startswith('posttrain') for m in sys.modules)\n"
+                     "    return {'pid': os.getpid(), 'package': loaded}\n")
     pool = WorkerPool(rules, "handle")
     try:
         first = pool.call({"sleep": 0}, timeout_s=60)

@@ -7,25 +7,35 @@ the main thread. So grading here is layered:
 
 1. Extraction (in the caller's process, cheap): the last complete ``\boxed{...}``/``\fbox{...}`` with balanced
    braces (``\boxed {x}`` too). Boxes right before it that are separated only by commas, "and", "or", ``;``,
-   whitespace or ``$`` are joined into one list answer (``\boxed{1}, \boxed{2}`` is the list ``1, 2``; a hedge
-   ``\boxed{2} or \boxed{3}`` becomes a two-item list and fails a one-item gold). A bare ``\boxed 5`` is read as the
-   single token after it. No box means status ``no_answer``.
+   whitespace or ``$`` form one answer: if they all hold the same value (``\boxed{\frac65}`` or ``\boxed{1.2}``)
+   it is that value, otherwise the list of their values (``\boxed{1}, \boxed{2}`` is the list ``1, 2``; a hedge
+   ``\boxed{2} or \boxed{3}`` becomes a two-item list and fails a one-item gold). A bare ``\boxed 5`` is read as
+   the single token after it. No box means status ``no_answer``.
 2. Normalization (our own): ``\left``/``\right``, ``\dfrac``/``\tfrac``, spacing macros, ``\text``/``\mathrm``/
-   ``\mbox`` wrappers, trailing text units (``5 \text{ cm}^2``), degrees, ``\%``, ``\$``, ``\frac12``, ``\sqrt2``,
+   ``\mbox`` wrappers, trailing units (``5 \text{ cm}^2``, compound ones like ``80\ \text{km/h}`` or
+   ``\frac{\text{m}}{\text{s}}``), upright ``\mathrm{i}``/``\mathrm{e}`` as the constants, numbers written as words
+   (``\text{five}``, ``twenty-one``, ``two-thirds``), degrees, ``\%``, ``\$``, ``\frac12``, ``\sqrt2``,
    ``\sqrt(2)``, LaTeX digit grouping (``10,\!080``), plain-text math (``sqrt(2)/2``, ``pi``, ``x**2``).
-3. Structure (our own): multiple choice letters, text answers (``\text{Evelyn}``, case-insensitive), ``x \in``
-   prefixes, unions, sets (unordered), bracketed tuples/intervals (ordered; the bracket characters must match, so
-   ``(1,2]`` != ``[1,2]``), bare comma lists (unordered; ``1,000`` is a number by the 3-digit-group rule),
-   matrices, equations (``x = ...`` stripped when the other side has no lhs; general equations equal when one is
-   a nonzero constant multiple of the other), ``\pm`` expanded into two values, inequalities compared as solution
-   sets, ``a \approx b`` (a is the answer), numbers in a base (``52_8``).
-4. Values: pure numbers are compared exactly with fractions (``033`` == ``33``, ``1/2`` == ``0.5``,
-   ``0.\overline{3}`` == ``1/3``); a decimal literal only matches a different exact value if it has >= 6
-   significant digits and is that value rounded or truncated at its last digit (``0.333333`` == ``1/3``,
-   ``0.33`` != ``1/3``). Other expressions are parsed with latex2sympy (Math-Verify's parser) and compared by
-   60-digit evaluation with a relative tolerance of 1e-40 (so ``1/2004!`` != ``1/2006!``) or, with free symbols,
-   at four fixed points, two of them with negative coordinates (so ``|x|`` != ``x``); ``math_verify.verify``
-   (gold first) decides only where numbers cannot (undefined functions, relations).
+3. Structure (our own): multiple choice letters, text answers (``\text{Evelyn}``, case-insensitive, a leading
+   "the"/"a"/"an" ignored), ``x \in`` prefixes, unions, sets (unordered), bracketed tuples/intervals (ordered; the
+   bracket characters must match, so ``(1,2]`` != ``[1,2]``), bare comma lists (unordered; ``1,000`` is a number by
+   the 3-digit-group rule), matrices, equations (``x = ...`` stripped when the other side has no lhs; a chain of
+   constants ``1 + 11 + 37 = 49`` is right when every side has the gold's value; general equations equal when one
+   is a nonzero constant multiple of the other), ``\pm`` expanded into two values, inequalities compared as
+   solution sets (a list of conditions on one variable holds together unless that is empty, and exclusions
+   ``x \neq 9`` always restrict; ``\{x \mid ...\}`` is its conditions), ``a \approx b`` (a is the answer), numbers
+   in a base (``52_8``).
+4. Values: integers and rationals are compared exactly, whether written as numbers or as expressions of them
+   (``033`` == ``33``, ``1/2`` == ``0.5``, ``0.\overline{3}`` == ``1/3``, ``\frac{2^{2005}+1}{3\cdot 2^{2006}}`` !=
+   ``1/6``); a decimal literal only matches a different exact value if it has >= 6 significant digits and is that
+   value rounded or truncated at its last digit (``0.333333`` == ``1/3``, ``0.33`` != ``1/3``). Other constants are
+   parsed with latex2sympy (Math-Verify's parser) and compared by 60-digit evaluation with a relative tolerance of
+   1e-40 (so ``1/2004!`` != ``1/2006!``), re-checked at twice the digits of a large value. Non-numbers that parse
+   to ``zoo``/``nan`` (``1:00``) are never equal unless written identically. With free variables, both sides are
+   evaluated at six fixed points: where both values are real they must agree (two points have negative
+   coordinates, so ``|x|`` != ``x``); with two such points that decides (``\sqrt{1/n}`` == ``1/\sqrt{n}``),
+   otherwise sympy's proof for positive variables, then the complex values. ``math_verify.verify`` (gold first)
+   decides only where numbers cannot (undefined functions, relations).
 
 Steps 2-4 run in a persistent worker *process* (``math_worker.py``: a plain ``python -c`` child on pipes), with
 Math-Verify's own timeouts off. The caller waits at most ``timeout_s`` per item and kills the worker on expiry
@@ -175,13 +185,15 @@ _PLAIN_FUNC_RE = re.compile(r"(?<![\\A-Za-z])(sqrt|exp|ln|log|sin|cos|tan|cot|se
 # A unit power: "^2", "^{3}", "^{-1}".
 _UNIT_POW = r"(?:\s*\^\s*\{?\s*-?[123]\s*\}?)?"
 # One text unit ("\text{ cm}^2", "\text{km/h}", "\text{m/s^2}"); a compound unit is several joined by "/" or "\cdot".
-_TEXT_UNIT = rf"\\text\s*\{{\s*[A-Za-z][A-Za-z .\-'/]*{_UNIT_POW}\s*\}}{_UNIT_POW}"
-_TEXT_UNIT = rf"(?:{_TEXT_UNIT}|\\frac\s*\{{\s*{_TEXT_UNIT}\s*\}}\s*\{{\s*{_TEXT_UNIT}\s*\}})"  # or \frac{\text{km}}{\text{h}}
+_ONE_TEXT_UNIT = rf"\\text\s*\{{\s*[A-Za-z][A-Za-z .\-'/]*{_UNIT_POW}\s*\}}{_UNIT_POW}"
+# ... or a fraction of units: "\frac{\text{km}}{\text{h}}".
+_TEXT_UNIT = rf"(?:{_ONE_TEXT_UNIT}|\\frac\s*\{{\s*{_ONE_TEXT_UNIT}\s*\}}\s*\{{\s*{_ONE_TEXT_UNIT}\s*\}})"
 _UNIT_TEXT_RE = re.compile(rf"^(?P<val>.*?\S)\s*{_TEXT_UNIT}(?:\s*(?:/|\\cdot|\\times)?\s*{_TEXT_UNIT})*$", re.S)
 _PLAIN_UNIT = rf"(?:{_UNIT_WORDS}){_UNIT_POW}"
 _UNIT_PLAIN_RE = re.compile(rf"^(?P<val>.*(?:[\d}})]|\\[A-Za-z]+))\s+{_PLAIN_UNIT}(?:\s*/\s*{_PLAIN_UNIT})?$", re.S)
 # \mathrm{i} / \text{e}: upright i and e are the imaginary unit and Euler's number, not units.
-_UPRIGHT_CONST_RE = re.compile(r"\\(?:mathrm|text|textrm|textnormal|operatorname|mathit|textit)\s*\{\s*([ie])\s*\}|\{\\rm\s+([ie])\s*\}")
+_UPRIGHT_CONST_RE = re.compile(r"\\(?:mathrm|text|textrm|textnormal|operatorname|mathit|textit)\s*\{\s*([ie])\s*\}"
+                               r"|\{\\rm\s+([ie])\s*\}")
 
 
 # Numbers written as words ("five", "twenty-one", "one hundred and five", "minus three"), up to the millions.
@@ -195,7 +207,8 @@ _W_1_99 = rf"(?:(?:{'|'.join(_TENS)})(?:{_W_SEP}(?:{'|'.join(_ONES[1:10])}))?|{'
 _W_1_999 = rf"(?:{_W_1_99}\s+hundred(?:\s+(?:and\s+)?{_W_1_99})?|{_W_1_99})"
 _W_AND = r"(?:,?\s+(?:and\s+)?)"
 _NUMBER_PHRASE_RE = re.compile(
-    rf"(?<![A-Za-z\\])(?<![A-Za-z]-)(?:(?:negative|minus)\s+)?(?:zero|{_W_1_999}\s+million(?:{_W_AND}{_W_1_999}\s+thousand)?"
+    rf"(?<![A-Za-z\\])(?<![A-Za-z]-)(?:(?:negative|minus)\s+)?"
+    rf"(?:zero|{_W_1_999}\s+million(?:{_W_AND}{_W_1_999}\s+thousand)?"
     rf"(?:{_W_AND}{_W_1_999})?|{_W_1_999}\s+thousand(?:{_W_AND}{_W_1_999})?|{_W_1_999})(?![A-Za-z]|-[A-Za-z])", re.I)
 
 
