@@ -79,3 +79,34 @@ def test_vllm_worker_matches_the_record_format(tiny, tmp_path):
         assert len(r["responses"]) == 2 and set(r["finish_reasons"]) <= {"stop", "length"}
         assert all(0 < c <= 10 for c in r["num_tokens"])
         assert all(c == 10 for c, f in zip(r["num_tokens"], r["finish_reasons"]) if f == "length")
+
+
+def _fake_worker(out, lines: int, code: int = 0):
+    """A stand-in for a generation worker: appends `lines` records to `out`, says so in its log, exits `code`."""
+    import subprocess
+    import sys
+    script = (f"import sys\nopen({str(out)!r}, 'a').write('{{}}\\n' * {lines})\n"
+              f"print('worker says hi')\nsys.exit({code})")
+    log = out.with_suffix(".log")
+    return subprocess.Popen([sys.executable, "-c", script], stdout=open(log, "w"), stderr=subprocess.STDOUT), log
+
+
+@pytest.mark.parametrize("tqdm_disable", ["0", "1"])
+def test_follow_workers_prints_one_summary_line(tmp_path, capsys, monkeypatch, tqdm_disable):
+    from posttrain.generation import _follow_workers
+    monkeypatch.setenv("TQDM_DISABLE", tqdm_disable)  # the pipeline disables bars: the summary must still count
+    out = tmp_path / "shard0.jsonl"
+    req = GenerationRequest(model="m", tokenizer="m", prompts=[{"key": i, "prompt": "p"} for i in range(3)],
+                            output=str(out), n=4)
+    _follow_workers([_fake_worker(out, 3)], [out], [req], "vllm", progress=True)
+    summary = [line for line in capsys.readouterr().out.splitlines() if line.startswith("generated")]
+    assert len(summary) == 1 and summary[0].startswith("generated 3/3 prompts x n=4 for 1 model(s) with vllm in ")
+    assert summary[0].endswith(f"worker log: {out.with_suffix('.log')}")
+
+
+def test_follow_workers_failure_shows_the_log(tmp_path):
+    from posttrain.generation import _follow_workers
+    out = tmp_path / "shard0.jsonl"
+    req = GenerationRequest(model="m", tokenizer="m", prompts=[{"key": 0, "prompt": "p"}], output=str(out))
+    with pytest.raises(RuntimeError, match=r"(?s)generation worker exited with 3; log .*shard0\.log:\nworker says hi"):
+        _follow_workers([_fake_worker(out, 0, code=3)], [out], [req], "vllm", progress=False)

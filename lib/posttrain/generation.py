@@ -245,9 +245,12 @@ def _follow_workers(procs: list[tuple[subprocess.Popen, Path]], outputs: list[Pa
     total = sum(len(r.prompts) for r in reqs)
     bar = tqdm(total=total, desc=f"generate ({engine}, {len(reqs)} model(s))", disable=not progress,
                mininterval=2.0)  # redraws kept few: a log or a saved notebook may capture them as text
+    finished = 0  # counted here, not read off the bar: a disabled bar (TQDM_DISABLE) counts nothing
     while True:
         done = all(p.poll() is not None for p, _ in procs)
-        bar.update(sum(_count_lines(p) for p in outputs) - before - bar.n)
+        now = sum(_count_lines(p) for p in outputs) - before
+        bar.update(now - finished)
+        finished = now
         if done:
             break
         time.sleep(1.0)
@@ -259,7 +262,7 @@ def _follow_workers(procs: list[tuple[subprocess.Popen, Path]], outputs: list[Pa
         raise RuntimeError(f"generation worker exited with {code}; log {repo_relative(lp)}:\n{tail}")
     if progress:
         logs = ", ".join(repo_relative(lp) for _, lp in procs)
-        print(f"generated {bar.n}/{total} prompts x n={reqs[0].n} for {len(reqs)} model(s) with {engine} in "
+        print(f"generated {finished}/{total} prompts x n={reqs[0].n} for {len(reqs)} model(s) with {engine} in "
               f"{time.time() - start:.0f} s; worker log: {logs}", flush=True)
 
 

@@ -14,7 +14,9 @@ everything finished before it, and exits non-zero.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -75,8 +77,28 @@ def run_setup_stage(study: StudyParams) -> float | None:
     return seconds
 
 
+@contextlib.contextmanager
+def headless_progress():
+    """TQDM_DISABLE=1 for the kernels the chain starts (they and their subprocesses inherit it), unless the caller
+    set it. Nobody watches a headless notebook: a progress bar would be saved as its first frame (a widget reading
+    0%) or as hundreds of redraws; the stages print a summary line instead."""
+    before = os.environ.get("TQDM_DISABLE")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+
+
 def run_pipeline(params_path: str | Path, run_dir: str | None = None, force: bool = False,
                  only: list[str] | None = None, kernel: str = "python3", export: bool = True) -> dict:
+    with headless_progress():
+        return _run_stages(params_path, run_dir, force, only, kernel, export)
+
+
+def _run_stages(params_path: str | Path, run_dir: str | None, force: bool, only: list[str] | None, kernel: str,
+                export: bool) -> dict:
     params_path = resolve_repo_path(params_path)
     study = load_study(params_path, run_dir)  # validates everything before the first stage starts
     run_path = Path(study.run_dir)

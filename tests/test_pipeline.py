@@ -1,0 +1,42 @@
+"""posttrain.pipeline without running a chain (tests/test_smoke_chain.py runs one): stage order, the headless
+progress setting, argument errors.
+
+Run: .venv/bin/python -m pytest tests/test_pipeline.py -q
+"""
+import os
+
+import pytest
+
+from posttrain import pipeline
+from posttrain.params import REPO_ROOT
+
+
+def test_setup_stage_runs_before_the_notebooks():
+    assert pipeline.STAGES == ["mini_setup", "00_explore_data", "01_pretrain", "02_sft", "03_evaluate", "04_report"]
+    assert all((pipeline.NOTEBOOK_DIR / f"{s}.ipynb").is_file() for s in pipeline.NOTEBOOK_STAGES)
+
+
+def test_headless_progress_disables_bars_and_restores(monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    with pipeline.headless_progress():
+        assert os.environ["TQDM_DISABLE"] == "1"
+    assert "TQDM_DISABLE" not in os.environ
+    monkeypatch.setenv("TQDM_DISABLE", "0")  # the caller's choice wins
+    with pipeline.headless_progress():
+        assert os.environ["TQDM_DISABLE"] == "0"
+    assert os.environ["TQDM_DISABLE"] == "0"
+
+
+def test_unknown_stage_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(SystemExit, match=r"--only: unknown stage '03_eval'"):
+        pipeline.run_pipeline(REPO_ROOT / "params" / "smoke.yaml", str(tmp_path / "run"), only=["03_eval"])
+    assert not (tmp_path / "run" / "setup").exists()
+
+
+def test_stage_done_needs_the_notebook_and_the_same_hash(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / ".02_sft.done.json").write_text('{"params_hash": "abc"}')
+    assert not pipeline.stage_is_done(tmp_path, "02_sft", "abc")  # no executed notebook
+    (notebooks / "02_sft.ipynb").write_text("{}")
+    assert pipeline.stage_is_done(tmp_path, "02_sft", "abc") and not pipeline.stage_is_done(tmp_path, "02_sft", "xyz")
