@@ -6,6 +6,7 @@ and docs/training.md for the formula choice. Tests: tests/test_models.py.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -66,42 +67,80 @@ def depth_scale_bound(fan_in: int, fan_out: int, depth: int, scheme: str, alpha:
     raise ValueError(f"model.depth_scaled_init: unknown scheme {scheme!r} (expected 'paper' or 'authors_code')")
 
 
+def _depth_scaled_fills(model: nn.Module, scheme: str, alpha: float):
+    """(parameter, kind, value) for every tensor DS-Init sets, in the fixed order its random draws follow:
+    decoder layers bottom to top (linear weights "uniform" with their bound, biases 0, norm weights 1), then token
+    embeddings and an untied lm_head ("normal" with EMBED_STD), then the final norm."""
+    for depth, layer in enumerate(_decoder_layers(model), start=1):
+        for module in layer.modules():
+            if isinstance(module, nn.Linear):
+                yield module.weight, "uniform", depth_scale_bound(module.in_features, module.out_features, depth,
+                                                                  scheme, alpha)
+                if module.bias is not None:
+                    yield module.bias, "constant", 0.0
+            elif hasattr(module, "weight") and "norm" in type(module).__name__.lower():
+                yield module.weight, "constant", 1.0
+    embeddings = model.get_input_embeddings().weight
+    yield embeddings, "normal", EMBED_STD
+    out = model.get_output_embeddings()
+    if out is not None and out.weight is not embeddings:
+        yield out.weight, "normal", EMBED_STD
+    final_norm = getattr(getattr(model, "model", model), "norm", None)
+    if final_norm is not None:
+        yield final_norm.weight, "constant", 1.0
+
+
+def _set_values(param: torch.Tensor, full: torch.Tensor | float, dtype: torch.dtype | None) -> None:
+    """Write a parameter's values given the whole tensor (or a constant). A sharded parameter (FSDP2 DTensor) keeps
+    only its own shard of `full`, so no rank holds more than one whole tensor at a time. `dtype`: round the values
+    through it first (a bf16 model kept in fp32 master weights gets the same values as a plain bf16 model)."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    local = param.to_local() if isinstance(param, DTensor) else param
+    if not isinstance(full, torch.Tensor):
+        local.fill_(full)
+        return
+    full = full.to(dtype or local.dtype)
+    if isinstance(param, DTensor):  # every rank drew the same whole tensor: each keeps its slice, no communication
+        full = distribute_tensor(full, param.device_mesh, param.placements, src_data_rank=None).to_local()
+    local.copy_(full)
+
+
 @torch.no_grad()
-def depth_scaled_init_(model: PreTrainedModel, scheme: str = "paper", seed: int = 0, alpha: float = 1.0) -> None:
+def depth_scaled_init_(model: PreTrainedModel, scheme: str = "paper", seed: int = 0, alpha: float = 1.0,
+                       dtype: torch.dtype | None = None) -> None:
     """Re-initialize a decoder-only model in place with depth-scaled init (DS-Init).
 
     Every nn.Linear weight inside decoder layer l (l = 1..L, bottom to top: q/k/v/o and gate/up/down for Qwen2) is
     drawn from U(-b, b) with b from `depth_scale_bound` (alpha = 1: the paper leaves alpha as a hyperparameter in
     [0, 1]; 1 keeps layer 1 at plain Xavier). Linear biases (Qwen2's q/k/v) are zero, norm weights one. Token
     embeddings and an untied lm_head are N(0, 0.02). `scheme="none"` leaves the HF default init untouched.
-    Seeded by `seed` through a private generator, so the result does not depend on global RNG state.
+    Seeded by `seed` through a private generator, so the result does not depend on global RNG state, nor on how the
+    parameters are sharded: each whole tensor is drawn in turn (float32, then rounded through `dtype` if given) and
+    a sharded parameter keeps its own slice (see `_set_values`).
     """
     if scheme == "none":
         return
     gen = torch.Generator(device="cpu").manual_seed(seed)
+    for param, kind, value in list(_depth_scaled_fills(model, scheme, alpha)):
+        with _gathered_if_zero3(param):
+            if kind == "uniform":
+                full = (torch.rand(param.shape, generator=gen, dtype=torch.float32) * 2 - 1).mul_(value)
+            elif kind == "normal":
+                full = torch.randn(param.shape, generator=gen, dtype=torch.float32).mul_(value)
+            else:
+                full = value
+            _set_values(param, full, dtype)
 
-    def fill_uniform(t: torch.Tensor, bound: float) -> None:
-        t.copy_((torch.rand(t.shape, generator=gen, dtype=torch.float32) * 2 - 1).mul_(bound).to(t.dtype))
 
-    def fill_normal(t: torch.Tensor, std: float) -> None:
-        t.copy_((torch.randn(t.shape, generator=gen, dtype=torch.float32) * std).to(t.dtype))
-
-    for depth, layer in enumerate(_decoder_layers(model), start=1):
-        for module in layer.modules():
-            if isinstance(module, nn.Linear):
-                fill_uniform(module.weight, depth_scale_bound(module.in_features, module.out_features, depth,
-                                                              scheme, alpha))
-                if module.bias is not None:
-                    module.bias.zero_()
-            elif hasattr(module, "weight") and "norm" in type(module).__name__.lower():
-                module.weight.fill_(1.0)
-    fill_normal(model.get_input_embeddings().weight, EMBED_STD)
-    out = model.get_output_embeddings()
-    if out is not None and out.weight is not model.get_input_embeddings().weight:
-        fill_normal(out.weight, EMBED_STD)
-    final_norm = getattr(getattr(model, "model", model), "norm", None)
-    if final_norm is not None:
-        final_norm.weight.fill_(1.0)
+def _gathered_if_zero3(param: torch.Tensor):
+    """A DeepSpeed ZeRO-3 parameter (built under zero3_init_flag) holds only its partition: gather it whole for the
+    write, one parameter at a time, and re-partition rank 0's values (all ranks draw the same). Not exercised in
+    the tests (DeepSpeed needs a GPU here)."""
+    if not hasattr(param, "ds_id"):
+        return contextlib.nullcontext()
+    import deepspeed
+    return deepspeed.zero.GatheredParameters([param], modifier_rank=0)
 
 
 def load_config(model_params: ModelParams, source: str | Path | None = None):
@@ -126,15 +165,30 @@ def default_attn_implementation() -> str:
         return "sdpa"
 
 
-def build_model(model_params: ModelParams, dtype: torch.dtype | None = None) -> PreTrainedModel:
+def build_model(model_params: ModelParams, dtype: torch.dtype | None = None, on_meta: bool = False) -> PreTrainedModel:
     """The model for one run: init "pretrained" (hub/local weights, optional LoRA), "scratch" (config of
     `name_or_path` + overrides, random weights, depth-scaled init) or "checkpoint" (a training checkpoint dir, or a
-    run output dir → its latest checkpoint-N). `dtype` overrides `model_params.dtype` (training on CPU uses fp32)."""
+    run output dir → its latest checkpoint-N). `dtype` overrides `model_params.dtype` (training on CPU uses fp32).
+
+    Call it after the distributed state exists (TrainingArguments built): then from_pretrained loads on rank 0
+    only under FSDP's cpu_ram_efficient_loading (meta elsewhere), and from_config partitions at construction under
+    DeepSpeed's zero3_init_flag. `on_meta` (scratch arms with depth-scaled init): the parameters stay on the meta
+    device (no memory) for the caller to shard, then `initialize_sharded_scratch_` fills each rank's shards."""
     dtype = dtype or getattr(torch, model_params.dtype)
     attn = model_params.attn_implementation or default_attn_implementation()
     if model_params.init == "scratch":
         cfg = load_config(model_params)
         cfg._attn_implementation = attn
+        if on_meta:
+            if model_params.depth_scaled_init == "none":
+                raise ValueError("model.depth_scaled_init 'none' (HF's own init) cannot initialize a sharded model "
+                                 "shard by shard; use 'paper' or 'authors_code'")
+            from accelerate import init_empty_weights
+            with init_empty_weights(include_buffers=False):  # buffers (rotary inv_freq) are small and computed
+                model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+            log.info("built scratch model on the meta device (%.1fM params), to be sharded then initialized",
+                     sum(p.numel() for p in model.parameters()) / 1e6)
+            return model
         torch.manual_seed(model_params.init_seed)  # HF's own init (scheme "none") draws from the global RNG
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
         depth_scaled_init_(model, model_params.depth_scaled_init, seed=model_params.init_seed)
@@ -152,6 +206,21 @@ def build_model(model_params: ModelParams, dtype: torch.dtype | None = None) -> 
     log.info("built %s model (%s, %.1fM params, %s)", model_params.init, type(model).__name__,
              sum(p.numel() for p in model.parameters()) / 1e6, dtype)
     return model
+
+
+@torch.no_grad()
+def initialize_sharded_scratch_(model: PreTrainedModel, model_params: ModelParams, device: torch.device | str,
+                                dtype: torch.dtype | None = None) -> None:
+    """A scratch model built with on_meta=True and then sharded (FSDP2 fully_shard): allocate each rank's shards on
+    `device` and fill them with the same depth-scaled values a whole-model build gives (`depth_scaled_init_` draws
+    each whole tensor in turn and keeps this rank's slice). `dtype`: the dtype the values are rounded through."""
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}  # real: to_empty would wipe them
+    model.to_empty(device=device)
+    for name, value in buffers.items():
+        model.get_buffer(name).copy_(value)
+    model.tie_weights()  # to_empty gives tied tensors (embeddings / lm_head) separate storage: tie them again
+    depth_scaled_init_(model, model_params.depth_scaled_init, seed=model_params.init_seed,
+                       dtype=dtype or getattr(torch, model_params.dtype))
 
 
 def build_tokenizer(model_params: ModelParams):

@@ -25,10 +25,10 @@ from trl import SFTConfig, SFTTrainer
 
 from posttrain.data import (DropCounter, ensure_chat_template, load_pretrain_text, load_sft_messages, tokenize_pretrain,
                             tokenize_sft)
-from posttrain.models import build_model, build_tokenizer
+from posttrain.models import build_model, build_tokenizer, initialize_sharded_scratch_
 from posttrain.params import RunParams, dump_params, load_run_params, params_hash
 from posttrain.runs import (DATA_STATS, DONE_MARKER, LOSS_LOG, RESOLVED_PARAMS, RUN_MARKER, checkpoint_dir,
-                            list_checkpoints, read_done, resolve_schedule, write_done)
+                            launch_world_size, list_checkpoints, read_done, resolve_schedule, write_done)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,75 @@ def build_sft_config(params: RunParams, schedule: dict) -> SFTConfig:
         logging_steps=t.logging_steps, logging_first_step=True, seed=t.seed, data_seed=t.seed, use_cpu=t.use_cpu,
         include_num_input_tokens_seen="all", report_to="none", dataloader_num_workers=0,
         ddp_find_unused_parameters=False, disable_tqdm=False)
+
+
+# ------------------------------------------------------------------------------------------------ the job
+
+
+def check_job_matches_params(params: RunParams, config: SFTConfig) -> None:
+    """Refuse a job that would silently train differently from what the params ask. Called once the distributed
+    state exists (after the SFTConfig), before the model is built. Catches what `accelerate launch` does not say:
+    another process count, a precision from the accelerate YAML overriding training.bf16, and FSDP/DeepSpeed
+    requested but not running (Accelerate enables them only for GPU-type jobs and falls back to DDP on CPUs)."""
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType
+
+    state, backend = PartialState(), params.launch.backend
+    wanted = launch_world_size(params)
+    if state.num_processes != wanted:
+        raise ValueError(f"launch.num_machines × launch.gpus_per_machine = {wanted} process(es) for backend "
+                         f"{backend!r}, but this job runs {state.num_processes} (`accelerate launch --cpu` or a "
+                         "MULTI_CPU config start one process without a warning); launch with "
+                         "`python -m posttrain.training --params FILE`")
+    precision = "bf16" if config.bf16 else "no"
+    if config.mixed_precision != precision:
+        raise ValueError(f"the accelerate config's mixed_precision ({config.mixed_precision}, env "
+                         f"ACCELERATE_MIXED_PRECISION) contradicts training.bf16 = {params.training.bf16} "
+                         f"(bf16 {'on' if config.bf16 else 'off'} for this run{'' if on_gpu(params) else ': no GPU'}); "
+                         f"set mixed_precision: {precision} in the accelerate YAML")
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    if backend == "fsdp2" and (not fsdp or state.distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU)):
+        raise ValueError(f"launch.backend is 'fsdp2' but this job is not sharded (distributed_type "
+                         f"{state.distributed_type}, ACCELERATE_USE_FSDP={fsdp}): Accelerate runs FSDP only on "
+                         "GPU-type jobs and falls back to DDP on CPUs")
+    if backend == "deepspeed_zero3" and state.distributed_type != DistributedType.DEEPSPEED:
+        raise ValueError(f"launch.backend is 'deepspeed_zero3' but this job runs {state.distributed_type}")
+    if backend not in ("fsdp2", "deepspeed_zero3") and (fsdp or deepspeed):
+        raise ValueError(f"launch.backend is {backend!r} but the accelerate config turns on "
+                         f"{'FSDP' if fsdp else 'DeepSpeed'}; use launch.backend 'fsdp2' or 'deepspeed_zero3'")
+
+
+def shard_scratch_model(trainer: "Trainer", params: RunParams, dtype: torch.dtype) -> None:
+    """FSDP2-shard a meta-device scratch model with Accelerate's own wrapping, then give each rank its shards of the
+    depth-scaled init: no rank ever holds the whole model. Trainer.train's prepare then finds an FSDP module and
+    keeps it. cpu_ram_efficient_loading is off for this call only: it would broadcast rank 0's full weights, and
+    there are none."""
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+
+    plugin = trainer.accelerator.state.fsdp_plugin
+    saved, plugin.cpu_ram_efficient_loading = plugin.cpu_ram_efficient_loading, False
+    try:
+        fsdp2_prepare_model(trainer.accelerator, trainer.model)
+    finally:
+        plugin.cpu_ram_efficient_loading = saved
+    initialize_sharded_scratch_(trainer.model, params.model, trainer.accelerator.device, dtype)
+
+
+def die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies (accelerate's launcher, or train_runs'
+    notebook), so killing a launcher cannot leave its workers training on."""
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: no death signal
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 # ------------------------------------------------------------------------------------------------ callbacks
@@ -150,21 +219,27 @@ def train_in_process(params: RunParams, resume: bool = True) -> dict:
         (out / DONE_MARKER).unlink(missing_ok=True)
     set_seed(params.training.seed)
 
+    config = build_sft_config(params, schedule)  # first: the distributed state, so model loading can shard
+    check_job_matches_params(params, config)
     tokenizer = build_tokenizer(params.model)
     if params.training.stage == "sft":
         ensure_chat_template(tokenizer)
     elif tokenizer.eos_token is None:
         raise ValueError(f"tokenizer of {params.model.name_or_path} has no eos token (pre-training separates "
                          "documents with it)")
-    model = build_model(params.model, dtype=None if on_gpu(params) else torch.float32)
+    dtype = None if on_gpu(params) else torch.float32
+    on_meta = (params.launch.backend == "fsdp2" and params.model.init == "scratch"
+               and params.model.depth_scaled_init != "none")
+    model = build_model(params.model, dtype=dtype, on_meta=on_meta)
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
                          f"{model.config.vocab_size}; fix model.config_overrides.vocab_size or the tokenizer")
     dataset, counter = build_dataset(params, tokenizer)
 
-    config = build_sft_config(params, schedule)
     trainer = Trainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                       callbacks=[LossLog(out / LOSS_LOG), DataStatsWriter(out / DATA_STATS, counter, schedule)])
+    if on_meta:
+        shard_scratch_model(trainer, params, dtype)
     checkpoints = list_checkpoints(out) if resume else []
     if checkpoints:
         log.info("%s: resuming from %s", params.name, checkpoints[-1][1])
@@ -191,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", default=None, help="substituted for {run_dir} in the YAML")
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints and done marker")
     args = parser.parse_args(argv)
+    die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     all_params = [load_run_params(path, args.run_dir) for path in args.params]  # every file checked before training
     for params in all_params:
