@@ -161,7 +161,8 @@ def test_smoke_is_mini_at_toy_size():
     assert [r.name for r in smoke.pretrain + smoke.sft] == [r.name for r in mini.pretrain + mini.sft]
     for m, s in zip(mini.pretrain + mini.sft, smoke.pretrain + smoke.sft):
         assert (s.arm, s.model, s.data, s.output_dir) == (m.arm, m.model, m.data, m.output_dir)
-        assert (s.training.learning_rate, s.training.lr_scheduler) == (m.training.learning_rate, m.training.lr_scheduler)
+        assert s.training.learning_rate == m.training.learning_rate
+        assert s.training.lr_scheduler == m.training.lr_scheduler
         assert s.training.max_steps < m.training.max_steps
     assert smoke.evaluate.benchmarks == mini.evaluate.benchmarks and smoke.evaluate.prompts == mini.evaluate.prompts
 

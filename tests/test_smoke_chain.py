@@ -129,7 +129,8 @@ def as_lab_user_would(notebook: Path, run_dir: Path):
     import nbformat
     nb = nbformat.read(notebook, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    source, n = re.subn(r'^params_path = "params/mini.yaml"', 'params_path = "params/smoke.yaml"', cell.source, flags=re.M)
+    source, n = re.subn(r'^params_path = "params/mini.yaml"', 'params_path = "params/smoke.yaml"', cell.source,
+                        flags=re.M)
     source, m = re.subn(r"^run_dir = None", f"run_dir = {str(run_dir)!r}", source, flags=re.M)
     assert n == m == 1, f"{notebook.name}: parameters cell no longer sets params_path/run_dir defaults:\n{cell.source}"
     cell.source = source

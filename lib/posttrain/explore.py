@@ -53,7 +53,8 @@ def tokenizer_path(study: StudyParams) -> str:
         from posttrain.mini.build import require_setup
         return str(require_setup(study.run_dir)["tokenizer"])
     if not study.sft:
-        raise ValueError(f"study {study.name!r} has neither `setup` nor `sft` runs: no tokenizer to measure lengths with")
+        raise ValueError(f"study {study.name!r} has neither `setup` nor `sft` runs: no tokenizer to measure "
+                         "lengths with")
     model = study.sft[0].model
     return model.tokenizer or model.name_or_path
 
@@ -175,7 +176,8 @@ def read_gsm8k_questions(path: Path = GSM8K_TRAIN) -> Iterator[str]:
             try:
                 question = json.loads(line)["question"]
             except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{line_no}: not a GSM8K row with a `question` ({type(e).__name__}: {e})") from None
+                raise ValueError(f"{path}:{line_no}: not a GSM8K row with a `question` "
+                                 f"({type(e).__name__}: {e})") from None
             yield question
 
 
