@@ -183,12 +183,14 @@ _UNIT_WORDS = (r"cm|centimeters?|mm|millimeters?|m|meters?|metres?|km|kilometers
 _PLAIN_FUNC_RE = re.compile(r"(?<![\\A-Za-z])(sqrt|exp|ln|log|sin|cos|tan|cot|sec|csc|arcsin|arccos|arctan|sinh|cosh"
                             r"|tanh|pi|infty)(?![A-Za-z])")
 # A unit power: "^2", "^{3}", "^{-1}".
-_UNIT_POW = r"(?:\s*\^\s*\{?\s*-?[123]\s*\}?)?"
+_POW = r"\s*\^\s*\{?\s*-?[123]\s*\}?"
+_UNIT_POW = rf"(?:{_POW})?"
 # One text unit ("\text{ cm}^2", "\text{km/h}", "\text{m/s^2}"); a compound unit is several joined by "/" or "\cdot".
-_ONE_TEXT_UNIT = rf"\\text\s*\{{\s*[A-Za-z][A-Za-z .\-'/]*{_UNIT_POW}\s*\}}{_UNIT_POW}"
+_ONE_TEXT_UNIT = rf"\\text\s*\{{\s*[A-Za-z](?:[A-Za-z .\-'/]|\\cdot|{_POW})*\s*\}}{_UNIT_POW}"
 # ... or a fraction of units: "\frac{\text{km}}{\text{h}}".
 _TEXT_UNIT = rf"(?:{_ONE_TEXT_UNIT}|\\frac\s*\{{\s*{_ONE_TEXT_UNIT}\s*\}}\s*\{{\s*{_ONE_TEXT_UNIT}\s*\}})"
-_UNIT_TEXT_RE = re.compile(rf"^(?P<val>.*?\S)\s*{_TEXT_UNIT}(?:\s*(?:/|\\cdot|\\times)?\s*{_TEXT_UNIT})*$", re.S)
+_UNIT_TEXT_RE = re.compile(  # "/" before the first unit too: "\$2.50/\text{lb}"
+    rf"^(?P<val>.*?\S)\s*(?:/\s*)?{_TEXT_UNIT}(?:\s*(?:/|\\cdot|\\times)?\s*{_TEXT_UNIT})*$", re.S)
 _PLAIN_UNIT = rf"(?:{_UNIT_WORDS}){_UNIT_POW}"
 _UNIT_PLAIN_RE = re.compile(rf"^(?P<val>.*(?:[\d}})]|\\[A-Za-z]+))\s+{_PLAIN_UNIT}(?:\s*/\s*{_PLAIN_UNIT})?$", re.S)
 # \mathrm{i} / \text{e}: upright i and e are the imaginary unit and Euler's number, not units.
@@ -312,6 +314,7 @@ def _normalize(s: str) -> str:
     s = s.replace("~", " ")
     s = re.sub(r"\\(?:left|right)\s*\.", "", s)  # invisible delimiters
     s = re.sub(r"\\(?:left|right|middle|[bB]igg?[lrm]?)(?![A-Za-z])", "", s)
+    s = re.sub(r"\\backslash(?![A-Za-z])", r"\\setminus ", s)
     s = s.replace(r"\lbrace", r"\{").replace(r"\rbrace", r"\}").replace(r"\lbrack", "[").replace(r"\rbrack", "]")
     s = re.sub(r"\\langle(?![A-Za-z])", "(", s)
     s = re.sub(r"\\rangle(?![A-Za-z])", ")", s)
@@ -1161,8 +1164,38 @@ def _eq(g: tuple, p: tuple, ctx: _Ctx) -> bool:
     return False
 
 
+_CLOCK_RE = re.compile(r"(\d{1,2}):([0-5]\d)(am|pm)?")
+
+
+def _clock_time(raw: str) -> tuple[int, int, str | None] | None:
+    """(hour, minute, "am"/"pm"/None) if `raw` is a time of day such as ``9:30`` or ``\text{9:30 a.m.}``."""
+    s = _plain_text(raw).replace(r"\,", "").replace("~", "")
+    m = _CLOCK_RE.fullmatch(re.sub(r"[\s.]", "", s))
+    if not m or int(m.group(1)) > 24:
+        return None
+    return int(m.group(1)), int(m.group(2)), m.group(3)
+
+
+def _clock_eq(g: tuple[int, int, str | None], p: tuple[int, int, str | None]) -> bool:
+    """Same time of day; "9:30 pm" is 21:30, and a time without am/pm may give either reading's hour."""
+    def hour24(t):
+        h, _, half = t
+        return h + 12 if half == "pm" and h < 12 else 0 if half == "am" and h == 12 else h
+    if g[1] != p[1]:
+        return False
+    if (g[2] is None) == (p[2] is None):
+        return hour24(g) == hour24(p)
+    plain, marked = (g, p) if g[2] is None else (p, g)
+    return plain[0] in (marked[0], hour24(marked))
+
+
 def _judge(pred: str, gold: str) -> tuple[bool, str, str]:
     """(correct, status, reason) for an extracted answer against a gold answer. Runs in the worker."""
+    gold_clock = _clock_time(gold)
+    if gold_clock is not None:  # "10:30" is not the ratio 1/3 (nor "1:00" a division by zero)
+        pred_clock = _clock_time(pred)
+        ok = pred_clock is not None and _clock_eq(gold_clock, pred_clock)
+        return ok, "correct" if ok else "wrong_answer", f"time of day {'matches' if ok else 'differs'}"
     gold_text = _text_answer(gold)
     if gold_text is not None and _mcq_letter(gold_text.upper()) is None:
         ok = _plain_text(pred) == gold_text
