@@ -317,6 +317,139 @@ def test_functional_programs(mode, semantics):
     assert grade_code(top_level, fn_tests(('1\n2', '3'), ('"a"\n"b"', '"ab"')), "add", sandbox=mode, semantics=semantics)
 
 
+# ---------------------------------------------------------------- LiveCodeBench's rules, both semantics
+
+# (rule, program, tests, fn_name, lcb status, strict status). The lcb column is what LiveCodeBench's runner
+# (lcb_runner/evaluation/testing_util.py) does with the program, read from its code: stdin programs are
+# wrapped in `wrapped_function` in a module named tmp_sol, imports hoisted after the prelude; sys.stdin is a
+# fake whose read() is always the whole input, whose readlines() drops the newlines and whose buffer.readline()
+# is always line one; `readline`/`read`/`readlines` are patched on the *previous* sys.stdin, which the
+# prelude's `from sys import *` bound as `stdin`; builtins.open is mocked but the prelude's
+# `from builtins import *` bound the real `open`, so open(0) reads the runner's own (empty) stdin; stdout is a
+# StringIO; the reliability guard sets quit, os.fork... to None and blocks `import resource`; functional
+# problems share one Solution(); int<->str conversions allow 50,000 digits.
+S, F = "stdin", "functional"
+LCB_RULES = [
+    ("not __main__", "print(__name__ == '__main__')", [("", "True")], None, "wrong_answer", "passed"),
+    ("top-level return", "n = int(input())\nif n > 0:\n    print('pos')\n    return\nprint('neg')",
+     [("5", "pos")], None, "passed", "syntax_error"),
+    ("nonlocal to a top-level name", "x = 0\ndef inc():\n    nonlocal x\n    x += 1\ninc()\nprint(x)",
+     [("", "1")], None, "passed", "syntax_error"),
+    ("global in a helper", "x = 5\ndef show():\n    global x\n    print(x)\nshow()", [("", "5")], None,
+     "runtime_error", "passed"),
+    ("__future__ import after the prelude", "from __future__ import annotations\nprint(1)", [("", "1")], None,
+     "syntax_error", "passed"),
+    ("main guard unwrapped", "def main():\n    print(input())\nif __name__ == '__main__':\n    main()",
+     [("7", "7")], None, "passed", "passed"),
+    ("iterating sys.stdin", "import sys\nfor line in sys.stdin:\n    print(line.strip())", [("4", "4")], None,
+     "runtime_error", "passed"),
+    ("sys.stdin.buffer.readline twice", "import sys\na = int(sys.stdin.buffer.readline())\n"
+     "b = int(sys.stdin.buffer.readline())\nprint(a + b)", [("1\n2", "3")], None, "wrong_answer", "passed"),
+    ("sys.stdin.buffer.read", "import sys\nprint(sum(map(int, sys.stdin.buffer.read().split())))",
+     [("1\n2", "3")], None, "passed", "passed"),
+    ("open(0)", "print(sum(map(int, open(0).read().split())))", [("1 2", "3")], None, "wrong_answer", "passed"),
+    ("os.read(0)", "import os\nprint(sum(map(int, os.read(0, 99).split())))", [("1 2", "3")], None,
+     "wrong_answer", "passed"),
+    ("read() after readline()", "import sys\nsys.stdin.readline()\nprint(sys.stdin.read().strip())",
+     [("a\nb", "b")], None, "wrong_answer", "passed"),
+    ("readlines() keeps no newlines", "import sys\nprint(len(sys.stdin.readlines()))", [("1\n2\n", "2")], None,
+     "wrong_answer", "passed"),
+    ("prelude's stdin.readline", "print(repr(stdin.readline()))", [("a\nb", "'a\\n'")], None,
+     "wrong_answer", "passed"),
+    ("input() and sys.stdin.readline share a cursor",
+     "import sys\na = sys.stdin.readline()\nprint(int(a) + int(input()))", [("1\n2", "3")], None,
+     "passed", "passed"),
+    ("sys.stdout.buffer", "import sys\nsys.stdout.buffer.write(b'1\\n')", [("", "1")], None,
+     "runtime_error", "passed"),
+    ("os.write(1)", "import os\nos.write(1, b'1\\n')", [("", "1")], None, "wrong_answer", "passed"),
+    ("stdout taken at import", "from sys import stdout\nstdout.write('1\\n')", [("", "1")], None,
+     "wrong_answer", "passed"),
+    ("quit()", "print(1)\nquit()", [("", "1")], None, "runtime_error", "passed"),
+    ("exit()", "print(1)\nexit()\nprint(2)", [("", "1")], None, "passed", "passed"),
+    ("os._exit", "print(1, flush=True)\nimport os\nos._exit(0)", [("", "1")], None, "runtime_error", "passed"),
+    ("import resource", "import resource\nprint(1)", [("", "1")], None, "runtime_error", "passed"),
+    ("os.fork", "import os\npid = os.fork()\nif pid == 0:\n    os._exit(0)\nos.waitpid(pid, 0)\nprint(1)",
+     [("", "1")], None, "runtime_error", "passed"),
+    ("5,000-digit int to str", "print(len(str(10 ** 5000)))", [("", "5001")], None, "passed", "runtime_error"),
+    ("60,000-digit int to str", "print(len(str(10 ** 60000)))", [("", "60001")], None,
+     "runtime_error", "runtime_error"),
+    ("state persists across tests", "import builtins\nbuiltins.seen = getattr(builtins, 'seen', 0) + 1\n"
+     "print(builtins.seen)", [("", "1"), ("", "1")], None, "wrong_answer", "passed"),
+    ("class Solution in a stdin program", "class Solution:\n    def go(self):\n        print(1)\nSolution().go()",
+     [("", "1")], None, "runtime_error", "passed"),
+    ("one Solution() for all tests", "class Solution:\n    def __init__(self):\n        self.calls = 0\n"
+     "    def f(self, x):\n        self.calls += 1\n        return self.calls", [("5", "1"), ("5", "1")], "f",
+     "wrong_answer", "passed"),
+    ("top-level tuple", "class Solution:\n    def f(self, x):\n        return (x, x)", [("5", "[5, 5]")], "f",
+     "passed", "passed"),
+    ("nested tuple", "class Solution:\n    def f(self, x):\n        return [(x, x)]", [("5", "[[5, 5]]")], "f",
+     "wrong_answer", "passed"),
+    ("dict with int keys", "class Solution:\n    def f(self, x):\n        return {x: 1}", [("5", '{"5": 1}')],
+     "f", "wrong_answer", "passed"),
+    ("numpy scalar", "import numpy as np\nclass Solution:\n    def f(self, x):\n        return np.int64(x) * 2",
+     [("5", "10")], "f", "passed", "wrong_answer"),
+    ("functional main guard never runs", "class Solution:\n    def f(self, x):\n        return K\n"
+     "if __name__ == '__main__':\n    K = 1", [("5", "1")], "f", "runtime_error", "passed"),
+    ("functional SystemExit", "class Solution:\n    def f(self, x):\n        raise SystemExit(0)",
+     [("5", "1")], "f", "runtime_error", "runtime_error"),
+    ("functional input with a trailing newline", "class Solution:\n    def f(self, x):\n        return x",
+     [("5\n", "5")], "f", "runtime_error", "passed"),
+    ("'class Solution' in a string", "S = 'class Solution'\ndef f(x):\n    return x", [("5", "5")], "f",
+     "runtime_error", "passed"),
+]
+
+
+def _rule_tests(pairs, fn_name):
+    return (fn_tests if fn_name else stdin_tests)(*pairs)
+
+
+@pytest.mark.parametrize("rule,program,pairs,fn_name,lcb,strict", LCB_RULES, ids=[r[0] for r in LCB_RULES])
+def test_livecodebench_rules_in_both_semantics(rule, program, pairs, fn_name, lcb, strict):
+    tests = _rule_tests(pairs, fn_name)
+    for semantics, expected in (("lcb", lcb), ("strict", strict)):
+        v = grade_code_verdict(py(program), tests, fn_name, semantics=semantics, timeout_s=5.0)
+        assert v.status == expected, f"{rule} [{semantics}]: {v}"
+        assert v.correct == (expected == "passed") and v.details["semantics"] == semantics
+
+
+def _left_behind_programs(paths):
+    writer = py(f"""
+        import posix, time
+        for p in {paths!r}:
+            open(p, "w").write("x")
+        if posix.fork() == 0:
+            time.sleep(30)
+        print(1)
+    """)
+    checker = py(f"""
+        import os
+        left = [p for p in {paths!r} if os.path.exists(p)]
+        sleepers = 0
+        for pid in os.listdir("/proc"):
+            if pid.isdigit() and pid != str(os.getpid()):
+                try:
+                    sleepers += b"time.sleep(30)" in open("/proc/%s/cmdline" % pid, "rb").read()
+                except OSError:
+                    pass
+        print("clean" if not left and not sleepers else "dirty %s %d" % (left, sleepers))
+    """)
+    return writer, checker
+
+
+@pytest.mark.parametrize("semantics", ["lcb", "strict"])
+@pytest.mark.parametrize("mode", MODES)
+def test_warm_sandbox_is_reused_and_left_clean(mode, semantics):
+    """One sandbox serves job after job; nothing a job writes (cwd, and /dev/shm in bubblewrap) or starts is
+    there for the next one."""
+    paths = ["left.txt"] + (["/dev/shm/left.txt"] if mode == "bwrap" else [])
+    writer, checker = _left_behind_programs(paths)
+    sb.close_idle()
+    assert grade_code(writer, stdin_tests(("", "1")), semantics=semantics, sandbox=mode)
+    assert sb.idle_count() == 1  # the sandbox went back to the pool...
+    v = grade_code_verdict(checker, stdin_tests(("", "clean")), semantics=semantics, sandbox=mode)
+    assert v.correct and sb.idle_count() == 1, v  # ...served the next job, and was clean
+
+
 # ---------------------------------------------------------------- limits
 
 @needs_bwrap
@@ -401,7 +534,7 @@ def test_fork_count_is_bounded_and_children_die(semantics):
     forks = int(v.details["first_failure"]["got"])
     assert 0 < forks < 32, forks  # RLIMIT_NPROC counts the supervisor and the program too
     if os.geteuid() == 0:  # only the warm supervisors (one per idle sandbox) still run as pool uids
-        assert len(pool_uid_procs()) == sb.idle_count(), pool_uid_procs()
+        assert len(pool_uid_procs()) == sb.idle_count("bwrap"), pool_uid_procs()
 
 
 @needs_bwrap
@@ -420,7 +553,7 @@ def test_fork_bomb_is_contained(semantics):
     assert not v.correct and time.monotonic() - t0 < 10
     time.sleep(0.2)
     if os.geteuid() == 0:
-        assert len(pool_uid_procs()) == sb.idle_count(), pool_uid_procs()
+        assert len(pool_uid_procs()) == sb.idle_count("bwrap"), pool_uid_procs()
     assert grade_code(py("print(1)"), stdin_tests(("", "1")), sandbox="bwrap", semantics=semantics)  # still works
 
 

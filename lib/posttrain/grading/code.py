@@ -443,7 +443,7 @@ def _map_status(status) -> str:
 
 
 def grade_code_verdict(response: str, tests: list, fn_name: str | None = None, timeout_s: float = 6.0,
-                       semantics: Semantics = "lcb", **options) -> Verdict:
+                       semantics: Semantics = "lcb", test_program: str | None = None, **options) -> Verdict:
     """Grade the program in the model's raw `response` against LiveCodeBench-format `tests`.
 
     semantics: 'lcb' (LiveCodeBench's runner, the default) or 'strict' (a real interpreter); see the module
@@ -451,7 +451,8 @@ def grade_code_verdict(response: str, tests: list, fn_name: str | None = None, t
     overall_timeout_s (default (timeout_s+1)*len(tests)+5), max_output_bytes (stdout cap, default 16 MiB;
     more is a wrong answer), nproc (processes+threads per sandbox, default 64), sandbox ('auto' | 'bwrap' |
     'none', default $POSTTRAIN_SANDBOX or 'auto'), python (interpreter for the program, default this one),
-    lcb_prelude (strict only: prepend LiveCodeBench's imports, default True).
+    lcb_prelude (strict only: prepend LiveCodeBench's imports, default True). test_program: code appended to the
+    extracted program before it runs (HumanEval/MBPP asserts; posttrain.eval_sets.grading_item).
 
     The Verdict's details hold num_tests, num_passed, first_failure (test_index, input, expected, got,
     message, stderr; each truncated), sandbox ('bwrap' | 'fallback' | ''), elapsed_s and semantics.
@@ -461,6 +462,8 @@ def grade_code_verdict(response: str, tests: list, fn_name: str | None = None, t
         facts = {"num_tests": len(tests), "num_passed": 0, "first_failure": None, "sandbox": "",
                  "elapsed_s": 0.0, "semantics": semantics}
         return Verdict(False, "no_code", "no code block in the response", None, facts)
+    if test_program:
+        code = f"{code}\n\n{test_program}"
     return grade_program(code, tests, fn_name, timeout_s, semantics=semantics, **options)
 
 
@@ -472,7 +475,7 @@ def grade_code(response: str, tests: list, fn_name: str | None = None, timeout_s
 
 def grade_code_batch(items: list, timeout_s: float = 6.0, num_workers: int | None = None,
                      progress: bool = False, semantics: Semantics = "lcb", **options) -> list:
-    """Grade many {response, tests, fn_name} items in parallel; Verdicts come back in input order.
+    """Grade many {response, tests, fn_name[, test_program]} items in parallel; Verdicts come back in input order.
 
     Threads suffice: each item's work happens in its own sandboxed process. The default of one worker per
     core keeps per-test timings (and so timeouts) honest; more workers oversubscribe the CPU.
@@ -485,7 +488,7 @@ def grade_code_batch(items: list, timeout_s: float = 6.0, num_workers: int | Non
 
     def one(item: dict) -> Verdict:
         return grade_code_verdict(item["response"], item["tests"], item.get("fn_name"), timeout_s, semantics,
-                                  **options)
+                                  item.get("test_program"), **options)
 
     with ThreadPoolExecutor(max_workers=num_workers) as pool:
         results = pool.map(one, items)

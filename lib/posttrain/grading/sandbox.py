@@ -508,10 +508,12 @@ def _release(box: WarmSandbox) -> None:
     box.close()
 
 
-def idle_count() -> int:
-    """How many warm sandboxes wait in this process's pool."""
+def idle_count(mode: str | None = None) -> int:
+    """How many warm sandboxes ('bwrap' or 'none' ones, or all) wait in this process's pool."""
     with _lock:
-        return sum(len(v) for v in _idle.values()) if _idle_pid == os.getpid() else 0
+        if _idle_pid != os.getpid():
+            return 0
+        return sum(len(v) for k, v in _idle.items() if mode is None or k[0] == mode)
 
 
 def close_idle() -> None:
