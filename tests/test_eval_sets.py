@@ -124,10 +124,21 @@ def test_grading_item_passes_the_raw_response_and_the_asserts_apart():
     assert item["response"] == response  # the grader extracts the program, by its semantics
     assert item["tests"] == [{"input": "", "output": ASSERTS_PASSED, "testtype": "stdin"}]
     assert item["test_program"].startswith("assert add(1, 2) == 3") and ASSERTS_PASSED in item["test_program"]
-    assert item["semantics"] == "strict"
     lcb = grading_item(Problem("c", "mini_code", "code", "sum", tests=[{"input": "1\n", "output": "1\n",
                                                                          "testtype": "stdin"}]), response)
-    assert lcb["response"] == response and lcb["semantics"] == "lcb" and "test_program" not in lcb
+    assert lcb["response"] == response and "test_program" not in lcb
+
+
+@pytest.mark.parametrize("semantics", ["lcb", "strict"])
+def test_assert_programs_grade_through_the_code_grader(semantics):
+    from posttrain.grading.code import grade_code_batch
+    problem = Problem("t", "mbpp", "code", "add", test_program="assert add(1, 2) == 3\nassert add(0, 0) == 0\n")
+    right = "Sure.\n```python\ndef add(a, b):\n    return a + b\n```"
+    wrong = "```python\ndef add(a, b):\n    return a - b\n```"
+    verdicts = grade_code_batch([grading_item(problem, r) for r in (right, wrong, "no code")], 6.0, num_workers=2,
+                                semantics=semantics)
+    assert [v.correct for v in verdicts] == [True, False, False]
+    assert verdicts[2].status == "no_code"
 
 
 def test_every_spec_has_a_source_and_a_grader():

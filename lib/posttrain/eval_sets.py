@@ -301,12 +301,11 @@ def render_prompt(problem: Problem, tokenizer, template: str | None = None) -> s
 
 
 def grading_item(problem: Problem, response: str) -> dict:
-    """The code grader's input for one sample: the raw response (the grader extracts the program by its semantics),
-    the tests, and the benchmark's semantics. HumanEval/MBPP asserts become one stdin test: the grader appends
+    """The code grader's input for one sample: the raw response (the grader extracts the program by its semantics,
+    the benchmark's `semantics`) and the tests. HumanEval/MBPP asserts become one stdin test: the grader appends
     `test_program` (the asserts, then a print of a sentinel) to the extracted solution, so any failing assert (a
     non-zero exit) fails the sample."""
-    item = {"response": response, "tests": problem.tests, "fn_name": problem.fn_name,
-            "semantics": get_spec(problem.benchmark).semantics}
+    item = {"response": response, "tests": problem.tests, "fn_name": problem.fn_name}
     if problem.test_program is not None:
         item.update(tests=[{"input": "", "output": ASSERTS_PASSED, "testtype": "stdin"}], fn_name=None,
                     test_program=f"{problem.test_program}\nprint({ASSERTS_PASSED!r})\n")

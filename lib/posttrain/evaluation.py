@@ -19,7 +19,7 @@ from pathlib import Path
 from posttrain.eval_sets import COMPETITION_MATH, Problem, ProblemSet, get_spec, grading_item, load_benchmark
 from posttrain.params import EvalParams, StudyParams, params_hash
 from posttrain.records import (RESULT_COLUMNS, Record, graded_examples, read_jsonl, read_records,  # noqa: F401
-                               records_dir, records_reference, write_records)
+                               records_dir, records_reference, results_path, write_records)
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from posttrain.eval_sets import BENCHMARK_DOMAIN, BENCHMARKS, PAPER_COMPETITIONS
 from posttrain.metrics import bootstrap_stat  # noqa: E402
 from posttrain.params import repo_relative  # noqa: E402
 from posttrain.records import (ARM_ORDER, RESULT_COLUMNS, example_row, read_records,  # noqa: E402
-                               resolve_records)
+                               resolve_records, results_path)
 
 SHORT_ARMS = ("0.1%-Pre", "short-Pre")  # the short pre-training arm: the paper's 0.1%-Pre, or the miniature's
 METRICS = ("pass@1", "pass@5")
@@ -767,7 +767,7 @@ def write_report(study=None, *, run_dir: str | Path | None = None, results_csv: 
     figures_dir = Path(figures_dir or (study.report.figures_dir if study else run_dir / "figures"))
     if examples_per_arm is None:
         examples_per_arm = study.report.examples_per_arm if study else 2
-    results = load_results(results_csv or run_dir / "eval" / "results.csv")
+    results = load_results(results_csv or results_path(run_dir))
     spec = spec_from(results, study, sizes)
     tables, notes = build_tables(results, spec)
     if results.empty:
