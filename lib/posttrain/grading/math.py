@@ -341,6 +341,7 @@ def _normalize(s: str) -> str:
     s = _fix_fracs_sqrt(s)
     s = re.sub(r"\s+", " ", s).strip()
     s = re.sub(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is\s*)?[:=]?\s*", "", s, flags=re.I)
+    s = re.sub(r"^(?:the|an?)\s+(?=[A-Za-z][A-Za-z\s'-]{2,}$)", "", s, flags=re.I)  # "an ellipse" outside \text
     s = re.sub(r"[\s.;,]+$", "", s)  # sentence punctuation after the answer
     # "1 000 000" written with plain spaces
     if re.fullmatch(r"[+-]?\d{1,3}(?: \d{3})+(?:\.\d+)?", s):
