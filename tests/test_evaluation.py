@@ -67,8 +67,10 @@ def data_dir(tmp_path):
     return d
 
 
-def _checkpoint(tiny, out: Path, step: int):
+def _checkpoint(tiny, out: Path, step: int, complete: bool = True):
     shutil.copytree(tiny, out / f"checkpoint-{step}")
+    if complete:  # the Trainer writes trainer_state.json last: a checkpoint without it is still being saved
+        (out / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
 
 
 def test_plan_covers_base_checkpoints_and_cross_domain(tmp_path, tiny, data_dir):
@@ -76,6 +78,7 @@ def test_plan_covers_base_checkpoints_and_cross_domain(tmp_path, tiny, data_dir)
     for step in (5, 10):
         _checkpoint(tiny, math_run, step)
     _checkpoint(tiny, code_run, 7)
+    _checkpoint(tiny, code_run, 9, complete=False)  # being saved: not evaluated
     study = _study(tmp_path / "run", data_dir, base_model=tiny,
                    sft=[_sft_run("math_0pre", "0%-Pre", "math", math_run), _sft_run("code_0pre", "0%-Pre", "code",
                                                                                        code_run)])

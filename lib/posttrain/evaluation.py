@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from posttrain.eval_sets import COMPETITION_MATH, Problem, ProblemSet, get_spec, grading_item, load_benchmark
 from posttrain.params import EvalParams, StudyParams, params_hash
+from posttrain.runs import CHECKPOINT_COMPLETE_FILE, list_checkpoints
 from posttrain.records import (RESULT_COLUMNS, Record, graded_examples, read_jsonl, read_records,  # noqa: F401
                                records_dir, records_reference, results_path, write_records)
 
@@ -42,16 +42,6 @@ class EvalJob:
 # ----------------------------------------------------------------------------------------------- planning
 
 
-def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
-    """[(step, dir)] of `checkpoint-N` dirs, by step."""
-    found = []
-    for d in Path(output_dir).glob("checkpoint-*"):
-        m = re.fullmatch(r"checkpoint-(\d+)", d.name)
-        if m and d.is_dir():
-            found.append((int(m.group(1)), d))
-    return sorted(found)
-
-
 def _has_tokenizer(d: Path) -> bool:
     return (d / "tokenizer_config.json").is_file()
 
@@ -66,11 +56,12 @@ def _checkpoint_jobs(name, arm, size, domain, path, which, tokenizer_fallback, p
                                      (params.benchmarks.get(other, []) if params.cross_domain else [])))
         curve_b = params.curve_benchmarks or params.benchmarks.get(domain, [])
     root = Path(path)
-    ckpts = list_checkpoints(root) if root.is_dir() else []
+    ckpts = list_checkpoints(root)  # complete ones only: a checkpoint still being saved is not evaluated
     if not ckpts:  # a hub id or a plain model dir
         if root.exists() and not (root / "config.json").is_file():
-            raise FileNotFoundError(f"evaluate: model {name!r}: {root} has neither checkpoint-* dirs nor a config.json"
-                                    " (has its training run finished?)")
+            raise FileNotFoundError(f"evaluate: model {name!r}: {root} has neither a complete checkpoint-N dir "
+                                    f"(with {CHECKPOINT_COMPLETE_FILE}) nor a config.json (has its training run "
+                                    "finished?)")
         tok = str(root) if not root.exists() or _has_tokenizer(root) else tokenizer_fallback
         return [EvalJob(name, arm, size, domain, "final", None, str(path), tok or str(path), final_b)]
     chosen = ckpts if which == "all" else ckpts[-1:]
