@@ -494,12 +494,12 @@ def test_output_flood_is_capped(semantics):
     t0 = time.monotonic()
     flood = 'import sys\nfor _ in range(10 ** 6):\n    sys.stdout.write("x" * 65536)'
     v = grade_code_verdict(py(flood), stdin_tests(("", "x")), max_output_bytes=1 << 20, timeout_s=5.0,
-                           memory_mb=2048, semantics=semantics)
+                           memory_mb=512, semantics=semantics)
     if semantics == "strict":  # stdout is a file capped by RLIMIT_FSIZE
         assert v.status == "wrong_answer" and "output" in v.reason
     else:  # the runner captures into a StringIO: the flood hits the memory cap instead
         assert v.status == "memory_limit", v
-    assert time.monotonic() - t0 < 4
+    assert time.monotonic() - t0 < 15  # well under the 5 s test limit plus start-up, even under load
 
 
 # ---------------------------------------------------------------- hostile programs
@@ -785,8 +785,15 @@ def test_batch_preserves_order():
          "tests": fn_tests(("[1,2]", "[2,1]")), "fn_name": "f"},
         {"response": ok, "tests": stdin_tests(("0", "0"))},
     ]
+    asserts = "assert f(2) == 4\nprint('ALL PASSED')"
+    items += [{"response": py("def f(x):\n    return x * 2"), "tests": stdin_tests(("", "ALL PASSED")),
+               "test_program": asserts},
+              {"response": py("def f(x):\n    return x + 3"), "tests": stdin_tests(("", "ALL PASSED")),
+               "test_program": asserts}]
     verdicts = grade_code_batch(items, num_workers=2, progress=True)
-    assert [v.status for v in verdicts] == ["passed", "no_code", "wrong_answer", "syntax_error", "passed", "passed"]
+    assert [v.status for v in verdicts] == ["passed", "no_code", "wrong_answer", "syntax_error", "passed", "passed",
+                                            "passed", "runtime_error"]
+    assert verdicts[6].extracted == "def f(x):\n    return x * 2"  # the model's program, not the asserts
     assert all(isinstance(v, Verdict) for v in verdicts)
     assert grade_code_batch([]) == []
 

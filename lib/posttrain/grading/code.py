@@ -462,9 +462,10 @@ def grade_code_verdict(response: str, tests: list, fn_name: str | None = None, t
         facts = {"num_tests": len(tests), "num_passed": 0, "first_failure": None, "sandbox": "",
                  "elapsed_s": 0.0, "semantics": semantics}
         return Verdict(False, "no_code", "no code block in the response", None, facts)
-    if test_program:
-        code = f"{code}\n\n{test_program}"
-    return grade_program(code, tests, fn_name, timeout_s, semantics=semantics, **options)
+    if not test_program:
+        return grade_program(code, tests, fn_name, timeout_s, semantics=semantics, **options)
+    verdict = grade_program(f"{code}\n\n{test_program}", tests, fn_name, timeout_s, semantics=semantics, **options)
+    return Verdict(verdict.correct, verdict.status, verdict.reason, code, verdict.details)  # `extracted`: the model's
 
 
 def grade_code(response: str, tests: list, fn_name: str | None = None, timeout_s: float = 6.0,
