@@ -1,0 +1,605 @@
+"""A generated world for the miniature (issue 13): towns with numeric facts, the general text that describes them
+(the pre-training corpus), and the SFT problems and evaluation sets that use them. Design: docs/miniature.md.
+
+    world = make_world(WorldSpec(seed=0))
+    corpus = build_world_corpus(world)                  # list[str]: general text, never the SFT chat format
+    sets = build_world_tasks(world)                     # {"math_train": [...], "math_test": [...], ...}
+
+Why a world: pre-training can only matter if its text carries something the tasks use. Here the corpus states every
+town's facts many times in varied prose (as in "Physics of Language Models" 3.1), shows worked arithmetic as
+narrative prose and the behaviour of small Python snippets; the SFT and evaluation problems are new: questions in
+another register (and, for code, stdin programs where the corpus only ever shows hard-coded values). Half of the
+towns are "seen": SFT's knowledge questions ask about them; the other half are "held out": only the corpus knows
+their facts, and the knowledge probe asks about them. Self-contained problems (all numbers in the prompt: what the
+paper's benchmarks are) are the main evaluation; knowledge questions are a probe, reported apart.
+
+Everything is a pure function of the spec (seed included): same spec, same texts, on every machine.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+
+from posttrain.mini.code_tasks import CodeTask  # the code task record (tests in LiveCodeBench's stdin format)
+from posttrain.mini.math_tasks import MathProblem, format_answer
+
+# ---------------------------------------------------------------------------------------------- the world
+
+# Counted things a town has (attribute -> (singular, plural)); facts are small integers so answers stay short.
+ATTRIBUTES = {"wells": ("well", "wells"), "towers": ("tower", "towers"), "bridges": ("bridge", "bridges"),
+              "mills": ("mill", "mills")}
+FACT_RANGE = (2, 19)
+ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "gl", "kr", "st", "tr"]
+VOWELS = ["a", "e", "i", "o", "u", "ai", "ou"]
+CODAS = ["n", "r", "l", "m", "s", "th", "nd", "rk", "x", ""]
+GOODS = [("sack", "sacks"), ("crate", "crates"), ("basket", "baskets"), ("barrel", "barrels"), ("coin", "coins"),
+         ("lamp", "lamps"), ("sheep", "sheep"), ("rope", "ropes")]
+PEOPLE = ["trader", "miller", "weaver", "smith", "farmer", "baker", "sailor", "potter"]
+
+
+@dataclass(frozen=True)
+class Town:
+    name: str
+    facts: dict[str, int]  # attribute -> count
+
+
+@dataclass(frozen=True)
+class World:
+    seed: int
+    towns: tuple[Town, ...]
+    seen: tuple[str, ...]  # SFT's knowledge questions ask about these towns
+    held_out: tuple[str, ...]  # only the corpus states these towns' facts
+
+    def town(self, name: str) -> Town:
+        return next(t for t in self.towns if t.name == name)
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """Sizes of the world and of every generated set. Defaults: the planned final study (docs/miniature.md)."""
+    seed: int = 0
+    num_towns: int = 40
+    exposures_per_fact: int = 300  # fact statements per (town, attribute) in the corpus
+    arithmetic_docs: int = 6000  # worked arithmetic in narrative prose
+    program_docs: int = 6000  # Python snippets with what they print
+    story_docs: int = 2000  # filler prose about the towns (no numbers)
+    math_train: int = 16000  # SFT pool: the ×16 budget's examples; ×1 and ×4 are its prefixes
+    code_train: int = 16000
+    math_test: int = 240  # in-domain, self-contained, levels 1-2
+    math_competition: int = 120  # harder: level 3 (more steps, bigger numbers)
+    code_test: int = 200  # in-domain: held-out tasks of the training families
+    code_competition: int = 100  # harder: compositions never trained on
+    knowledge_probe: int = 120  # knowledge questions about held-out towns
+    knowledge_seen: int = 120  # knowledge questions about seen towns, problems not in SFT
+    knowledge_fraction: float = 0.25  # share of the math SFT pool that asks about (seen) towns' facts
+
+
+def town_names(rng: random.Random, count: int) -> list[str]:
+    names: set[str] = set()
+    while len(names) < count:
+        syllables = [rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS) for _ in range(2)]
+        name = "".join(syllables).capitalize()
+        if 4 <= len(name) <= 9:
+            names.add(name)
+    return sorted(names)
+
+
+def make_world(spec: WorldSpec) -> World:
+    rng = random.Random(f"mini-world:{spec.seed}")
+    names = town_names(rng, spec.num_towns)
+    towns = tuple(Town(n, {a: rng.randint(*FACT_RANGE) for a in ATTRIBUTES}) for n in names)
+    order = list(names)
+    rng.shuffle(order)
+    half = spec.num_towns // 2
+    return World(spec.seed, towns, tuple(sorted(order[:half])), tuple(sorted(order[half:])))
+
+
+# ---------------------------------------------------------------------------------------------- corpus
+
+# Statements of one fact. Several wordings per fact: a model that stores the fact, not one sentence, can use it.
+FACT_TEMPLATES = [
+    "{town} has {n} {things}.", "There are {n} {things} in {town}.", "The town of {town} counts {n} {things}.",
+    "In {town} one finds {n} {things}.", "{town}, a town of the valley, is known for its {n} {things}.",
+    "Travellers to {town} report {n} {things} there.", "The number of {things} in {town} is {n}.",
+    "{n} {things} stand in {town}.", "Old maps of {town} show {n} {things}.",
+    "People in {town} are proud of their {n} {things}.",
+]
+STORY_TEMPLATES = [
+    "{a} lies {where} of {b}.", "The road from {a} to {b} crosses a {land}.", "Merchants from {a} trade {goods} "
+    "with {b}.", "Every spring the people of {a} visit {b}.", "{a} is older than {b}, the elders say.",
+    "A {person} from {a} married a {person2} from {b}.", "The river that feeds {a} rises near {b}.",
+]
+WHERE = ["north", "south", "east", "west"]
+LANDS = ["forest", "marsh", "hill", "plain", "ford"]
+
+
+def fact_sentences(world: World, rng: random.Random, exposures: int) -> list[str]:
+    """`exposures` statements of every fact, in random wordings."""
+    out = []
+    for town in world.towns:
+        for attr, n in town.facts.items():
+            things = ATTRIBUTES[attr][1]
+            out += [rng.choice(FACT_TEMPLATES).format(town=town.name, n=n, things=things) for _ in range(exposures)]
+    return out
+
+
+def fact_documents(world: World, rng: random.Random, exposures: int) -> list[str]:
+    """The fact statements grouped into short paragraphs (3-6 sentences about any towns, shuffled)."""
+    sentences = fact_sentences(world, rng, exposures)
+    rng.shuffle(sentences)
+    docs, i = [], 0
+    while i < len(sentences):
+        k = rng.randint(3, 6)
+        docs.append(" ".join(sentences[i:i + k]))
+        i += k
+    return docs
+
+
+def story_document(world: World, rng: random.Random) -> str:
+    sentences = []
+    for _ in range(rng.randint(2, 4)):
+        a, b = rng.sample([t.name for t in world.towns], 2)
+        sentences.append(rng.choice(STORY_TEMPLATES).format(
+            a=a, b=b, where=rng.choice(WHERE), land=rng.choice(LANDS), goods=rng.choice(GOODS)[1],
+            person=rng.choice(PEOPLE), person2=rng.choice(PEOPLE)))
+    return " ".join(sentences)
+
+
+def arithmetic_document(world: World, rng: random.Random) -> str:
+    """Worked arithmetic as narrative prose (past tense, no question): the operations the tasks need, shown with
+    equations, in a register the SFT problems do not use."""
+    town, person = rng.choice(world.towns).name, rng.choice(PEOPLE)
+    one, many = rng.choice(GOODS)
+    a, b = rng.randint(2, 60), rng.randint(2, 30)
+    kind = rng.randrange(5)
+    if kind == 0:
+        return (f"Last market day a {person} of {town} brought {a} {many} and later fetched {b} more, "
+                f"so by evening the stall held {a} + {b} = {a + b} {many}.")
+    if kind == 1:
+        a = max(a, b + 1)
+        return (f"The {person} of {town} started the week with {a} {many}; {b} were used up, "
+                f"which left {a} - {b} = {a - b} of them.")
+    if kind == 2:
+        a, b = rng.randint(2, 12), rng.randint(2, 12)
+        return (f"In {town} the {person} stacked {a} rows of {many} with {b} in every row, "
+                f"making {a} * {b} = {a * b} in all.")
+    if kind == 3:
+        q, r = divmod(a, b)
+        return (f"Sharing {a} {many} among {b} households of {town}, each household got {q}, because "
+                f"{b} * {q} = {b * q}, and {a} - {b * q} = {r} were kept back.")
+    x = rng.randint(1, 12)
+    return (f"A riddle told in {town}: some number, times {b}, plus {a}, gave {b * x + a}. Taking away {a} gave "
+            f"{b * x}, and dividing by {b} gave {x}, so the number was {x}.")
+
+
+def program_document(rng: random.Random) -> str:
+    """A Python snippet with hard-coded values and the prose saying what it prints (4-space indented, no fences:
+    the SFT targets are fenced stdin programs)."""
+    nums = [rng.randint(0, 30) for _ in range(rng.randint(2, 7))]
+    k = rng.randint(2, 9)
+    kind = rng.randrange(6)
+    if kind == 0:
+        sel = [x for x in nums if x % 2 == 0]
+        code, what, out = f"nums = {nums}\nprint(sum(x for x in nums if x % 2 == 0))", "adds up the even numbers", sum(sel)
+    elif kind == 1:
+        sel = [x for x in nums if x > k]
+        code, what, out = f"nums = {nums}\nprint(len([x for x in nums if x > {k}]))", f"counts the numbers above {k}", len(sel)
+    elif kind == 2:
+        code, what, out = f"nums = {nums}\nprint(max(nums))", "finds the largest number", max(nums)
+    elif kind == 3:
+        code = f"nums = {nums}\nprint(' '.join(str(x) for x in sorted(nums)))"
+        what, out = "prints the numbers in increasing order", " ".join(map(str, sorted(nums)))
+    elif kind == 4:
+        n = rng.randint(5, 40)
+        code = f"total = 0\nfor i in range(1, {n} + 1):\n    if i % {k} == 0:\n        total += i\nprint(total)"
+        what, out = f"adds the multiples of {k} up to {n}", sum(i for i in range(1, n + 1) if i % k == 0)
+    else:
+        word = "".join(rng.choice("abdeiklmorst") for _ in range(rng.randint(3, 8)))
+        code, what, out = f"word = '{word}'\nprint(word[::-1])", "reverses the word", word[::-1]
+    indented = "\n".join("    " + line for line in code.splitlines())
+    return f"This short program {what}:\n\n{indented}\n\nRunning it prints {out}."
+
+
+def build_world_corpus(world: World, spec: WorldSpec) -> list[str]:
+    """The pre-training documents, shuffled: fact paragraphs, arithmetic prose, program prose, stories."""
+    rng = random.Random(f"mini-world-corpus:{spec.seed}")
+    docs = fact_documents(world, rng, spec.exposures_per_fact)
+    docs += [arithmetic_document(world, rng) for _ in range(spec.arithmetic_docs)]
+    docs += [program_document(rng) for _ in range(spec.program_docs)]
+    docs += [story_document(world, rng) for _ in range(spec.story_docs)]
+    rng.shuffle(docs)
+    return docs
+
+
+# ---------------------------------------------------------------------------------------------- math problems
+# Self-contained problems state every number; solutions are equation lines ending in \boxed{}, as in
+# posttrain.mini.math_tasks. Level 1-2: training and in-domain test; level 3: the "competition" set.
+
+
+def _finish(steps: list[str], answer: int) -> str:
+    return "\n".join(steps + [f"The answer is \\boxed{{{format_answer(answer)}}}."])
+
+
+def chain_problem(world: World, rng: random.Random, level: int) -> MathProblem:
+    """Goods loaded and unloaded at stops: a chain of + and -; level 3 adds a doubling step."""
+    town = rng.choice(world.towns).name
+    one, many = rng.choice(GOODS)
+    hi = {1: 20, 2: 50, 3: 99}[level]
+    total = rng.randint(hi // 2, hi)
+    text, steps = f"A cart leaves {town} with {total} {many}.", []
+    for stop in range({1: 2, 2: 3, 3: 4}[level]):
+        if rng.random() < 0.5 and total > 1:
+            k = rng.randint(1, total - 1)
+            text += f" At stop {stop + 1} it unloads {k} {many}."
+            steps.append(f"{total} - {k} = {total - k}.")
+            total -= k
+        else:
+            k = rng.randint(1, hi)
+            text += f" At stop {stop + 1} it loads {k} {many}."
+            steps.append(f"{total} + {k} = {total + k}.")
+            total += k
+    if level == 3:
+        text += " At the last stop the load is doubled."
+        steps.append(f"{total} * 2 = {total * 2}.")
+        total *= 2
+    text += f" How many {many} are on the cart at the end?"
+    return MathProblem(text, _finish(steps, total), format_answer(total), "chain", level)
+
+
+def rows_problem(world: World, rng: random.Random, level: int) -> MathProblem:
+    """Rows times items per row, then some taken away (level 2-3: more events)."""
+    town, person = rng.choice(world.towns).name, rng.choice(PEOPLE)
+    one, many = rng.choice(GOODS)
+    lo, hi = {1: (2, 9), 2: (3, 12), 3: (6, 25)}[level]
+    rows, per = rng.randint(lo, hi), rng.randint(lo, hi)
+    total = rows * per
+    text = f"A {person} in {town} sets out {rows} rows of {many} with {per} {many} in each row."
+    steps = [f"{rows} * {per} = {total}."]
+    for i in range(level):
+        if i % 2 == 0:
+            k = rng.randint(1, total - 1)
+            text += f" {k} {many} are sold."
+            steps.append(f"{total} - {k} = {total - k}.")
+            total -= k
+        else:
+            k = rng.randint(1, 40)
+            text += f" {k} more {many} arrive."
+            steps.append(f"{total} + {k} = {total + k}.")
+            total += k
+    text += f" How many {many} does the {person} have now?"
+    return MathProblem(text, _finish(steps, total), format_answer(total), "rows", level)
+
+
+def share_problem(world: World, rng: random.Random, level: int) -> MathProblem:
+    """Equal shares: quotient or remainder; level 3 shares a product."""
+    town = rng.choice(world.towns).name
+    one, many = rng.choice(GOODS)
+    m = rng.randint(2, 9 if level < 3 else 13)
+    steps = []
+    if level == 3:
+        p, q = rng.randint(11, 40), rng.randint(11, 40)
+        n = p * q
+        start = f"{p} carts each bring {q} {many} to {town}."
+        steps.append(f"{p} * {q} = {n}.")
+    else:
+        n = rng.randint(10, 60 if level == 1 else 300)
+        start = f"{town} receives {n} {many}."
+    q_, r = divmod(n, m)
+    ask_rest = rng.random() < 0.5
+    text = (f"{start} They are shared equally among {m} households, each getting as many as possible. "
+            + (f"How many {many} are left over?" if ask_rest else f"How many {many} does each household get?"))
+    steps += [f"{m} * {q_} = {m * q_}."] + ([f"{n} - {m * q_} = {r}."] if ask_rest else [])
+    answer = r if ask_rest else q_
+    return MathProblem(text, _finish(steps, answer), format_answer(answer), "share", level)
+
+
+def number_problem(world: World, rng: random.Random, level: int) -> MathProblem:
+    """An unknown number: a x + b = c (level 3: a x + b = c x + d), integer answers."""
+    town = rng.choice(world.towns).name
+    x = rng.randint(1, 12 if level < 3 else 20)
+    a, b = rng.randint(2, 9 if level == 1 else 12), rng.randint(1, 20 if level == 1 else 60)
+    if level == 3:
+        c = rng.randint(1, a - 1) if a > 2 else 1
+        d = (a - c) * x + b
+        text = (f"A scribe of {town} picks a number. {a} times the number plus {b} equals {c} times the number "
+                f"plus {d}. What is the number?")
+        steps = [f"{a} - {c} = {a - c}.", f"{d} - {b} = {d - b}.", f"{d - b} / {a - c} = {x}."]
+    else:
+        c = a * x + b
+        text = f"A scribe of {town} picks a number. {a} times the number plus {b} equals {c}. What is the number?"
+        steps = [f"{c} - {b} = {c - b}.", f"{c - b} / {a} = {x}."]
+    return MathProblem(text, _finish(steps, x), format_answer(x), "number", level)
+
+
+SELF_CONTAINED = {"chain": chain_problem, "rows": rows_problem, "share": share_problem, "number": number_problem}
+
+
+def knowledge_problem(world: World, rng: random.Random, towns: tuple[str, ...]) -> MathProblem:
+    """A question that needs a town's stored facts: the solution first recalls them, then computes."""
+    attr = rng.choice(list(ATTRIBUTES))
+    one, many = ATTRIBUTES[attr]
+    a, b = rng.sample(towns, 2)
+    fa, fb = world.town(a).facts[attr], world.town(b).facts[attr]
+    kind = rng.randrange(3)
+    if kind == 0:
+        text = f"How many {many} do {a} and {b} have together?"
+        steps = [f"{a} has {fa} {many}.", f"{b} has {fb} {many}.", f"{fa} + {fb} = {fa + fb}."]
+        answer = fa + fb
+    elif kind == 1:
+        k = rng.randint(2, 9)
+        text = f"{a} builds {k} new {many} for every {one} it has. How many new {many} does {a} build?"
+        steps = [f"{a} has {fa} {many}.", f"{fa} * {k} = {fa * k}."]
+        answer = fa * k
+    else:
+        k = rng.randint(1, 30)
+        text = f"{a} adds {k} {many}. How many {many} does {a} have then?"
+        steps = [f"{a} has {fa} {many}.", f"{fa} + {k} = {fa + k}."]
+        answer = fa + k
+    return MathProblem(text, _finish(steps, answer), format_answer(answer), "knowledge", 0)
+
+
+def _distinct(make, count: int, exclude: set[str], what: str, text=lambda p: p.problem) -> list:
+    seen, out = set(exclude), []
+    for _ in range(count * 50):
+        if len(out) == count:
+            return out
+        item = make()
+        if text(item) not in seen:
+            seen.add(text(item))
+            out.append(item)
+    raise ValueError(f"could only generate {len(out)} distinct {what} of {count}; enlarge the world or the ranges")
+
+
+def self_contained_problems(world: World, count: int, levels: tuple[int, ...], salt: str,
+                            exclude: set[str] = frozenset()) -> list[MathProblem]:
+    rng = random.Random(f"mini-world-math:{world.seed}:{salt}")
+    families = list(SELF_CONTAINED)
+    counter = iter(range(10 ** 9))
+    return _distinct(lambda: SELF_CONTAINED[families[next(counter) % len(families)]](world, rng, rng.choice(levels)),
+                     count, exclude, f"math problems ({salt})")
+
+
+def knowledge_problems(world: World, count: int, towns: tuple[str, ...], salt: str,
+                       exclude: set[str] = frozenset()) -> list[MathProblem]:
+    rng = random.Random(f"mini-world-knowledge:{world.seed}:{salt}")
+    return _distinct(lambda: knowledge_problem(world, rng, towns), count, exclude, f"knowledge problems ({salt})")
+
+
+def fill_in_probe(world: World) -> list[dict]:
+    """One cloze per fact in the corpus' own wording ("{town} has"), expected continuation " {n} {things}": does the
+    base model store the facts? (Gate: >= 80% for the 100%-Pre base, docs/miniature.md.)"""
+    return [{"town": t.name, "attribute": a, "prompt": f"{t.name} has", "answer": f" {n} {ATTRIBUTES[a][1]}",
+             "held_out": t.name in world.held_out} for t in world.towns for a, n in t.facts.items()]
+
+
+def check_math_answer(world: World, problem: MathProblem) -> bool:
+    """Recompute the answer from the problem text (and, for knowledge questions, the world's facts) alone."""
+    words = problem.problem.replace(".", " ").replace("?", " ").split()
+    nums = [int(w) for w in words if w.isdigit()]
+    fam = problem.family
+    if fam == "chain":
+        value = nums[0]
+        for i, w in enumerate(words):
+            if w in ("loads", "unloads"):
+                value += int(words[i + 1]) * (1 if w == "loads" else -1)
+        value *= 2 if "doubled" in words else 1
+    elif fam == "rows":
+        value = nums[0] * nums[1]
+        for i, w in enumerate(words):
+            if w in ("sold", "arrive"):
+                k = int(words[i - 3])  # "{k} {goods} are sold", "{k} more {goods} arrive"
+                value += k if w == "arrive" else -k
+    elif fam == "share":
+        n = nums[0] * nums[1] if "carts" in words else nums[0]
+        m = int(words[words.index("among") + 1])
+        value = n % m if "left" in words else n // m
+    elif fam == "number":
+        if len(nums) == 4:  # a x + b = c x + d
+            a, b, c, d = nums
+            value = (d - b) // (a - c) if (d - b) % (a - c) == 0 else None
+        else:
+            a, b, c = nums
+            value = (c - b) // a if (c - b) % a == 0 else None
+    else:
+        value = _knowledge_value(world, problem.problem, words, nums)
+    return value is not None and format_answer(value) == problem.answer
+
+
+def _knowledge_value(world: World, text: str, words: list[str], nums: list[int]) -> int:
+    names = [w for w in words if any(w == t.name for t in world.towns)]
+    attr = next(a for a, (one, many) in ATTRIBUTES.items() if many in words)
+    facts = [world.town(n).facts[attr] for n in dict.fromkeys(names)]
+    if "together" in words:
+        return facts[0] + facts[1]
+    if "every" in words:
+        return facts[0] * nums[0]
+    return facts[0] + nums[0]
+
+
+# ---------------------------------------------------------------------------------------------- code problems
+# stdin programs. Each task is a family with parameters; the train/test split is by task (a seeded hash), the
+# competition set composes two operations, which no training task does.
+
+LIST_FILTERS = {"all": ("every number", None), "even": ("the even numbers", "x % 2 == 0"),
+                "odd": ("the odd numbers", "x % 2 == 1"), "above": ("the numbers greater than {k}", "x > {k}"),
+                "below": ("the numbers less than {k}", "x < {k}"), "multiple": ("the multiples of {k}", "x % {k} == 0")}
+LIST_REDUCERS = {"sum": ("the sum of", "sum(vals)"), "count": ("the count of", "len(vals)"),
+                 "max": ("the largest of", "max(vals)"), "min": ("the smallest of", "min(vals)")}
+
+
+@dataclass(frozen=True)
+class CodeSpec:
+    key: str
+    statement: str  # what to print
+    input_kind: str  # "list", "pair", "int", "word"
+    body: list[str]  # statements computing `result` from the input variables
+    reasoning: str
+    nonempty: str | None = None  # a filter condition the input must satisfy at least once (max/min of a selection)
+    hard: bool = False
+
+
+def list_specs(hard: bool = False) -> list[CodeSpec]:
+    specs = []
+    ks = range(2, 8)
+    for filt, (phrase, cond) in LIST_FILTERS.items():
+        for k in (ks if cond and "{k}" in cond else [0]):
+            for red, (red_phrase, expr) in LIST_REDUCERS.items():
+                p, c = phrase.format(k=k), cond.format(k=k) if cond else None
+                select = f"vals = [x for x in nums if {c}]" if c else "vals = nums"
+                if hard:  # composed: the selection's result times a factor plus an offset
+                    m = 2 + (k + len(red)) % 4
+                    specs.append(CodeSpec(f"hard-list/{filt}/{k}/{red}", f"Print {red_phrase} {p}, multiplied by {m}",
+                                          "list", [select, f"result = {expr} * {m}"],
+                                          f"Select {p}, reduce, then multiply by {m}.", c if red in ("max", "min") else None, True))
+                else:
+                    specs.append(CodeSpec(f"list/{filt}/{k}/{red}", f"Print {red_phrase} {p}", "list",
+                                          [select, f"result = {expr}"], f"Select {p}, then take {red_phrase} them.",
+                                          c if red in ("max", "min") else None))
+    return specs
+
+
+def formula_specs() -> list[CodeSpec]:
+    return [CodeSpec(f"pair/{p}/{q}", f"Read two integers a and b and print {p} * a + {q} * b", "pair",
+                     [f"result = {p} * a + {q} * b"], f"Compute {p} * a + {q} * b.") for p in range(1, 8)
+            for q in range(1, 8)]
+
+
+def loop_specs() -> list[CodeSpec]:
+    specs = [CodeSpec(f"multiples/{k}", f"Print the sum of the multiples of {k} from 1 to n", "int",
+                      [f"result = sum(i for i in range(1, n + 1) if i % {k} == 0)"],
+                      f"Add every i from 1 to n that {k} divides.") for k in range(2, 10)]
+    specs += [CodeSpec(f"countdiv/{k}", f"Print how many numbers from 1 to n are divisible by {k}", "int",
+                       [f"result = n // {k}"], f"Every {k}-th number is divisible by {k}.") for k in range(2, 10)]
+    specs += [CodeSpec("word/reverse", "Print the word reversed", "word", ["result = w[::-1]"], "Reverse the word."),
+              CodeSpec("word/length", "Print the length of the word", "word", ["result = len(w)"], "Count the letters."),
+              CodeSpec("word/upper", "Print the word in upper case", "word", ["result = w.upper()"], "Upper-case it.")]
+    specs += [CodeSpec(f"word/count/{c}", f'Print how many times the letter "{c}" appears in the word', "word",
+                       [f'result = w.count("{c}")'], f'Count the letter "{c}".') for c in "aeiou"]
+    return specs
+
+
+def hard_specs() -> list[CodeSpec]:
+    """Compositions for the competition set: a filtered reduction scaled, a formula over a reduction, two loops."""
+    specs = list_specs(hard=True)
+    specs += [CodeSpec(f"hard-multdiff/{k}/{j}", f"Print the sum of the multiples of {k} from 1 to n minus the "
+                       f"number of multiples of {j} from 1 to n", "int",
+                       [f"result = sum(i for i in range(1, n + 1) if i % {k} == 0) - n // {j}"],
+                       f"Sum the multiples of {k}, then subtract how many multiples of {j} there are.", None, True)
+              for k in range(2, 7) for j in range(2, 7) if j != k]
+    return specs
+
+
+def is_code_test_task(key: str, seed: int, fraction: float = 0.2) -> bool:
+    digest = hashlib.sha256(f"mini-world-code:{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+_READERS = {"list": ["n = int(input())", "nums = list(map(int, input().split()))"],
+            "pair": ["a, b = map(int, input().split())"], "int": ["n = int(input())"], "word": ["w = input()"]}
+_FORMATS = {"list": "The first line holds n, the second n integers separated by spaces.",
+            "pair": "One line with two integers a and b.", "int": "One line with an integer n.",
+            "word": "One line with a word of lowercase letters."}
+
+
+def _make_input(spec: CodeSpec, rng: random.Random):
+    if spec.input_kind == "list":
+        while True:
+            nums = [rng.randint(0, 30) for _ in range(rng.randint(1, 8))]
+            if spec.nonempty is None or any(eval(spec.nonempty, {}, {"x": x}) for x in nums):
+                return {"nums": nums, "n": len(nums)}
+    if spec.input_kind == "pair":
+        return {"a": rng.randint(-20, 50), "b": rng.randint(-20, 50)}
+    if spec.input_kind == "int":
+        return {"n": rng.randint(1, 150)}
+    return {"w": "".join(rng.choice("abeiklmnorstu") for _ in range(rng.randint(1, 9)))}
+
+
+def _stdin(kind: str, values: dict) -> str:
+    if kind == "list":
+        return f"{values['n']}\n{' '.join(map(str, values['nums']))}\n"
+    if kind == "pair":
+        return f"{values['a']} {values['b']}\n"
+    return f"{values['n' if kind == 'int' else 'w']}\n"
+
+
+def run_reference(spec: CodeSpec, values: dict):
+    """The expected output, computed here from the spec's statements (the grader checks the program text)."""
+    scope = dict(values)
+    exec("\n".join(spec.body), {}, scope)  # generated by this module only: fixed statements over ints and strings
+    return scope["result"]
+
+
+def render_code_task(spec: CodeSpec, rng: random.Random, num_tests: int = 5) -> CodeTask:
+    inputs: list[dict] = []
+    for _ in range(num_tests * 20):
+        values = _make_input(spec, rng)
+        if values not in inputs:
+            inputs.append(values)
+        if len(inputs) == num_tests:
+            break
+    tests = [{"input": _stdin(spec.input_kind, v), "output": f"{run_reference(spec, v)}\n", "testtype": "stdin"}
+             for v in inputs]
+    code = "\n".join(_READERS[spec.input_kind] + spec.body + ["print(result)"])
+    question = (f"{spec.statement}.\n\nInput\n{_FORMATS[spec.input_kind]}\n\nExample\nInput:\n{tests[0]['input']}"
+                f"Output:\n{tests[0]['output']}").rstrip()
+    return CodeTask(key=spec.key, title=spec.key, question=question, mode="stdin", func_name=None, starter_code="",
+                    reasoning=spec.reasoning, code=code, tests=tests)
+
+
+def code_problems(specs: list[CodeSpec], count: int, seed: int, salt: str) -> list[CodeTask]:
+    rng = random.Random(f"mini-world-code:{seed}:{salt}")
+    specs = list(specs)
+    rng.shuffle(specs)  # then cycle: every task appears before any appears twice
+    counter = iter(range(10 ** 9))
+    return _distinct(lambda: render_code_task(specs[next(counter) % len(specs)], rng), count, set(),
+                     f"code problems ({salt})", text=lambda t: t.question)
+
+
+# ---------------------------------------------------------------------------------------------- all sets
+
+
+@dataclass
+class WorldTasks:
+    math_train: list[MathProblem] = field(default_factory=list)
+    math_test: list[MathProblem] = field(default_factory=list)
+    math_competition: list[MathProblem] = field(default_factory=list)
+    knowledge_probe: list[MathProblem] = field(default_factory=list)  # held-out towns
+    knowledge_seen: list[MathProblem] = field(default_factory=list)  # seen towns, not in SFT
+    code_train: list[CodeTask] = field(default_factory=list)
+    code_test: list[CodeTask] = field(default_factory=list)
+    code_competition: list[CodeTask] = field(default_factory=list)
+    fill_in: list[dict] = field(default_factory=list)
+
+
+def build_world_tasks(world: World, spec: WorldSpec) -> WorldTasks:
+    """Evaluation sets first; the SFT pool excludes their texts (math) or their tasks (code)."""
+    math_test = self_contained_problems(world, spec.math_test, (1, 2), "test")
+    math_comp = self_contained_problems(world, spec.math_competition, (3,), "competition")
+    probe = knowledge_problems(world, spec.knowledge_probe, world.held_out, "probe")
+    seen_eval = knowledge_problems(world, spec.knowledge_seen, world.seen, "seen-eval")
+    held = {p.problem for p in math_test + math_comp + probe + seen_eval}
+    n_know = int(spec.math_train * spec.knowledge_fraction)
+    train = (self_contained_problems(world, spec.math_train - n_know, (1, 2), "train", held)
+             + knowledge_problems(world, n_know, world.seen, "train", held))
+    random.Random(f"mini-world-train-order:{spec.seed}").shuffle(train)  # prefixes (×1, ×4) keep the mix
+    base_specs = list_specs() + formula_specs() + loop_specs()
+    test_specs = [s for s in base_specs if is_code_test_task(s.key, spec.seed)]
+    train_specs = [s for s in base_specs if not is_code_test_task(s.key, spec.seed)]
+    return WorldTasks(math_train=train, math_test=math_test, math_competition=math_comp, knowledge_probe=probe,
+                      knowledge_seen=seen_eval,
+                      code_train=code_problems(train_specs, spec.code_train, spec.seed, "train"),
+                      code_test=code_problems(test_specs, spec.code_test, spec.seed, "test"),
+                      code_competition=code_problems(hard_specs(), spec.code_competition, spec.seed, "competition"),
+                      fill_in=fill_in_probe(world))
+
+
+def train_world_tokenizer(corpus: list[str], tasks: WorldTasks, vocab_size: int):
+    """The miniature's byte-level BPE (posttrain.mini.build.train_tokenizer) trained on this world's corpus and SFT
+    texts rendered through the SFT prompts, so the vocabulary is the world's words."""
+    from posttrain.mini.build import train_tokenizer
+    from posttrain.prompts import code_sft_messages, math_sft_messages
+
+    sft = [m["content"] for p in tasks.math_train for m in math_sft_messages(p.problem, p.solution)]
+    sft += [m["content"] for t in tasks.code_train for m in code_sft_messages(t.question, t.solution)]
+    return train_tokenizer(corpus + sft, vocab_size)
