@@ -813,18 +813,20 @@ _POINTS = [(1.37, 2.11, 0.59, 1.73, 2.89, 0.83), (0.71, 1.53, 2.47, 0.93, 1.19, 
            (3.41, 0.47, 4.13, 2.63, 0.39, 3.07), (5.23, 3.37, 1.87, 4.61, 3.53, 0.73)]
 
 
-def _point_values(expr_a, expr_b):
-    """Values of both expressions at the fixed points (same substitution for both): list of (a, b) or None."""
+def _iter_point_values(expr_a, expr_b):
+    """Values (a, b) of both expressions at each fixed point (same substitution for both); None where undefined."""
     sympy = _sympy_mod()[0]
     syms = sorted(expr_a.free_symbols | expr_b.free_symbols, key=lambda x: x.name)
-    out = []
     for point in _POINTS:
         sub = {sym: sympy.Rational(str(point[j % len(point)])) + j // len(point) for j, sym in enumerate(syms)}
         try:
-            out.append((_mpc(expr_a.xreplace(sub)), _mpc(expr_b.xreplace(sub))))
+            yield _mpc(expr_a.xreplace(sub)), _mpc(expr_b.xreplace(sub))
         except Exception:
-            out.append((None, None))
-    return out
+            yield None, None
+
+
+def _point_values(expr_a, expr_b) -> list:
+    return list(_iter_point_values(expr_a, expr_b))
 
 
 def _symbols(expr) -> set[str]:
@@ -855,10 +857,15 @@ def _function_eq(G, P) -> bool:
     At the fixed points where both values are real, they must agree (a disagreement there is decisive). With two
     or more such points that suffices; otherwise sympy's proof for positive variables, then the complex values.
     """
-    pts = [(a, b) for a, b in _point_values(G, P) if a is not None and b is not None]
-    real = [(a, b) for a, b in pts if _is_real(a) and _is_real(b)]
-    if not all(_close(a, b, 1e-30) for a, b in real):
-        return False
+    pts, real = [], []
+    for a, b in _iter_point_values(G, P):  # lazily: a wrong answer usually differs at the first real point
+        if a is None or b is None:
+            continue
+        if _is_real(a) and _is_real(b):
+            if not _close(a, b, 1e-30):
+                return False
+            real.append((a, b))
+        pts.append((a, b))
     if len(real) >= 2 or _positive_identity(G, P, thorough=False):
         return True
     if len(pts) >= 2:
