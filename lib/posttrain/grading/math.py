@@ -245,6 +245,15 @@ def _number_phrase_digits(m: re.Match) -> str:
     return f"{sign}{total + group}"
 
 
+_PLAIN_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+
+
+def _spelled_numbers_to_digits(s: str) -> str:
+    if not _PLAIN_WORD_RE.search(s):  # most answers have no plain word: skip the big patterns
+        return s
+    return _NUMBER_PHRASE_RE.sub(_number_phrase_digits, _FRACTION_WORDS_RE.sub(_fraction_words, s))
+
+
 _ARTICLE_RE = re.compile(r"^(?:the|an?)\s+(?=\S)", re.I)
 
 def _unwrap_cmd(s: str, cmd_re: re.Pattern[str]) -> str:
@@ -331,7 +340,7 @@ def _normalize(s: str) -> str:
     s = re.sub(r"\\(?:dots|ldots|cdots)(?![A-Za-z])", "", s)
     s = _strip_units(s)
     s = _unwrap_cmd(s, re.compile(r"\\text\s*\{"))
-    spelled = _NUMBER_PHRASE_RE.sub(_number_phrase_digits, _FRACTION_WORDS_RE.sub(_fraction_words, s))
+    spelled = _spelled_numbers_to_digits(s)
     if spelled != s:  # "\text{seven students}": the units come off once the number has digits
         s = _strip_units(spelled)
     if _REL_RE.search(s):  # "0 < x < 36 with x \neq 9", "... except x = 9": conditions joined in words
@@ -813,20 +822,55 @@ _POINTS = [(1.37, 2.11, 0.59, 1.73, 2.89, 0.83), (0.71, 1.53, 2.47, 0.93, 1.19, 
            (3.41, 0.47, 4.13, 2.63, 0.39, 3.07), (5.23, 3.37, 1.87, 4.61, 3.53, 0.73)]
 
 
-def _iter_point_values(expr_a, expr_b):
-    """Values (a, b) of both expressions at each fixed point (same substitution for both); None where undefined."""
+def _point_subs(syms: list) -> list[dict]:
+    """One substitution {symbol: Rational} per fixed point."""
     sympy = _sympy_mod()[0]
-    syms = sorted(expr_a.free_symbols | expr_b.free_symbols, key=lambda x: x.name)
-    for point in _POINTS:
-        sub = {sym: sympy.Rational(str(point[j % len(point)])) + j // len(point) for j, sym in enumerate(syms)}
-        try:
-            yield _mpc(expr_a.xreplace(sub)), _mpc(expr_b.xreplace(sub))
-        except Exception:
-            yield None, None
+    return [{sym: sympy.Rational(str(point[j % len(point)])) + j // len(point) for j, sym in enumerate(syms)}
+            for point in _POINTS]
 
 
 def _point_values(expr_a, expr_b) -> list:
-    return list(_iter_point_values(expr_a, expr_b))
+    """Values (a, b) of both expressions at each fixed point (same substitution for both); None where undefined."""
+    syms = sorted(expr_a.free_symbols | expr_b.free_symbols, key=lambda x: x.name)
+    out = []
+    for sub in _point_subs(syms):
+        try:
+            out.append((_mpc(expr_a.xreplace(sub)), _mpc(expr_b.xreplace(sub))))
+        except Exception:
+            out.append((None, None))
+    return out
+
+
+_REAL_FN_CACHE: dict = {}
+
+
+def _real_evaluator(expr, syms: list):
+    """f(sub) -> True if expr evaluates in real floating point at the substitution (no square root of a negative,
+    no complex step, no pole), False if not, None if that cannot be told (unsupported function, overflow)."""
+    sympy = _sympy_mod()[0]
+    key = (expr, tuple(syms))
+    if key not in _REAL_FN_CACHE:
+        if len(_REAL_FN_CACHE) > 1024:
+            _REAL_FN_CACHE.clear()
+        try:
+            _REAL_FN_CACHE[key] = sympy.lambdify(syms, expr, modules="math")
+        except Exception:
+            _REAL_FN_CACHE[key] = None
+    fn = _REAL_FN_CACHE[key]
+    if fn is None:
+        return lambda sub: None
+
+    def real_at(sub: dict) -> bool | None:
+        try:
+            v = fn(*(float(sub[sym]) for sym in syms))
+        except (ValueError, ZeroDivisionError):
+            return False
+        except Exception:  # TypeError from integer-only functions, OverflowError, ...
+            return None
+        if isinstance(v, complex):
+            return False
+        return None if not isinstance(v, (int, float)) else v == v and abs(v) != float("inf")
+    return real_at
 
 
 def _symbols(expr) -> set[str]:
@@ -835,6 +879,12 @@ def _symbols(expr) -> set[str]:
 
 def _is_real(v) -> bool:
     return v.imag == 0 or abs(v.imag) <= 1e-45 * abs(v)
+
+
+def _both_real(a, b, a_real: bool | None, b_real: bool | None) -> bool:
+    r"""Both sides real at a point: computed in real arithmetic where that could be tried, else a real value.
+    (\sqrt{x-1}\sqrt{x+1} at x = -2 is real only through complex steps: outside its real domain.)"""
+    return all(_is_real(v) if flag is None else flag for v, flag in ((a, a_real), (b, b_real)))
 
 
 def _positive_identity(G, P, thorough: bool) -> bool:
@@ -857,11 +907,17 @@ def _function_eq(G, P) -> bool:
     At the fixed points where both values are real, they must agree (a disagreement there is decisive). With two
     or more such points that suffices; otherwise sympy's proof for positive variables, then the complex values.
     """
+    syms = sorted(G.free_symbols | P.free_symbols, key=lambda x: x.name)
+    g_real, p_real = _real_evaluator(G, syms), _real_evaluator(P, syms)
     pts, real = [], []
-    for a, b in _iter_point_values(G, P):  # lazily: a wrong answer usually differs at the first real point
+    for sub in _point_subs(syms):  # lazily: a wrong answer usually differs at the first real point
+        try:
+            a, b = _mpc(G.xreplace(sub)), _mpc(P.xreplace(sub))
+        except Exception:
+            continue
         if a is None or b is None:
             continue
-        if _is_real(a) and _is_real(b):
+        if _is_real(a) and _is_real(b) and _both_real(a, b, g_real(sub), p_real(sub)):
             if not _close(a, b, 1e-30):
                 return False
             real.append((a, b))
