@@ -32,9 +32,10 @@ the main thread. So grading here is layered:
    parsed with latex2sympy (Math-Verify's parser) and compared by 60-digit evaluation with a relative tolerance of
    1e-40 (so ``1/2004!`` != ``1/2006!``), re-checked at twice the digits of a large value. Non-numbers that parse
    to ``zoo``/``nan`` (``1:00``) are never equal unless written identically. With free variables, both sides are
-   evaluated at six fixed points: where both values are real they must agree (two points have negative
-   coordinates, so ``|x|`` != ``x``); with two such points that decides (``\sqrt{1/n}`` == ``1/\sqrt{n}``),
-   otherwise sympy's proof for positive variables, then the complex values. ``math_verify.verify`` (gold first)
+   evaluated at six fixed points: where both evaluate in real arithmetic they must agree (two points have negative
+   coordinates, so ``|x|`` != ``x``); with two such points that decides (``\sqrt{1/n}`` == ``1/\sqrt{n}``,
+   ``\sqrt{x-1}\sqrt{x+1}`` == ``\sqrt{x^2-1}``), otherwise sympy's proof for positive variables, then the
+   complex values. ``math_verify.verify`` (gold first)
    decides only where numbers cannot (undefined functions, relations).
 
 Steps 2-4 run in a persistent worker *process* (``math_worker.py``: a plain ``python -c`` child on pipes), with
