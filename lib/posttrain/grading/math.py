@@ -35,8 +35,8 @@ the main thread. So grading here is layered:
    evaluated at six fixed points: where both evaluate in real arithmetic they must agree (two points have negative
    coordinates, so ``|x|`` != ``x``); with two such points that decides (``\sqrt{1/n}`` == ``1/\sqrt{n}``,
    ``\sqrt{x-1}\sqrt{x+1}`` == ``\sqrt{x^2-1}``), otherwise sympy's proof for positive variables, then the
-   complex values. ``math_verify.verify`` (gold first)
-   decides only where numbers cannot (undefined functions, relations).
+   complex values. ``math_verify.verify`` (gold first) decides only where numbers cannot (undefined functions,
+   relations). Times of day (``9:30``, ``\text{9:30 p.m.}``) are compared as times, not as ratios.
 
 Steps 2-4 run in a persistent worker *process* (``math_worker.py``: a plain ``python -c`` child on pipes), with
 Math-Verify's own timeouts off. The caller waits at most ``timeout_s`` per item and kills the worker on expiry
