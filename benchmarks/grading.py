@@ -1,4 +1,4 @@
-"""Grading throughput: math answers/s and code tests/s, each against the obvious simpler way, in one run.
+"""Grading throughput and agreement, each against the obvious simpler way, in one run.
 
 Math: MATH-500 gold answers (../shared/data/math500/test.jsonl) graded as responses ending in \\boxed{...}:
 half the gold answer itself, half another problem's gold answer (mostly wrong). Compared: grade_math_batch
@@ -8,17 +8,24 @@ in this process (no timeout protection, no isolation). Agreement with Math-Verif
 Code: MBPP problems (../shared/data/mbpp/mbpp.jsonl) turned into stdin problems: the reference solution plus
 a driver that reads the call's arguments as a Python literal on stdin and prints repr(result); each assert
 becomes a test. Tests are repeated --repeat times to look like LiveCodeBench (dozens of tests per problem);
---wrong-frac of the programs are made wrong so that they stop at their first test. Compared on the same programs/tests:
-grade_code_batch in bubblewrap, the same harness without bubblewrap (sandbox='none'), and a plain runner
-(one `python -c` subprocess per test, no sandbox, no limits, stops at the first failure), all with the same
-number of worker threads.
+--wrong-frac of the programs are made wrong so that they stop at their first test. Compared on the same
+programs/tests, with the same number of worker threads: grade_code_batch (semantics "lcb" and "strict") in
+bubblewrap and without it, and a runner-style baseline written like LiveCodeBench's runner minus its
+multiprocessing Manager: one `python -c` process per response, no sandbox and no limits, that imports the
+prelude, executes the wrapped program once and runs all its tests in order in that process (fake stdin,
+captured stdout), stopping at the first failure. The warm sandboxes are started before the timing (their
+one-time start is printed separately), as a grading run starts them once and reuses them.
 
-Run: PYTHONPATH=lib .venv/bin/python benchmarks/grading.py [--math-n 200] [--code-n 100] [--repeat 10]
+Run agreement (--run-dir runs/smoke): every code sample of a finished run's eval records, graded under
+"lcb" and "strict"; prints how often the two verdicts disagree.
+
+Run: .venv/bin/python benchmarks/grading.py [--math-n 200] [--code-n 30] [--repeat 10] [--run-dir runs/smoke]
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import json
 import os
 import random
@@ -125,51 +132,150 @@ def mbpp_problems(n: int, repeat: int, wrong_frac: float, seed: int = 0) -> list
     return problems
 
 
-def plain_runner(program: str, tests: list, timeout_s: float) -> bool:
-    """One fresh `python -c` per test, no sandbox: the cheapest honest way to run a stdin program."""
-    from posttrain.grading.code import compare_stdout
-    for t in tests:
+# The runner-style baseline's process: exec the wrapped module once, then every test in order in it.
+RUNNER = r"""
+import io, json, sys, types
+from decimal import Decimal
+job = json.loads(sys.stdin.read())
+real_stdin, real_stdout = sys.stdin, sys.stdout
+
+def lines(text):
+    return [l.strip() for l in text.strip().split("\n")]
+
+def same(got, exp):
+    g, e = lines(got), lines(exp)
+    if len(g) != len(e):
+        return False
+    for a, b in zip(g, e):
+        if a == b:
+            continue
         try:
-            out = subprocess.run([sys.executable, "-c", program], input=t["input"], capture_output=True,
-                                 text=True, timeout=timeout_s).stdout
-        except subprocess.TimeoutExpired:
-            return False
-        if not compare_stdout(out, t["output"])[0]:
+            if [Decimal(t) for t in a.split()] != [Decimal(t) for t in b.split()]:
+                return False
+        except Exception:
             return False
     return True
 
+ok = True
+try:
+    module = types.ModuleType("tmp_sol")
+    exec(job["code"], module.__dict__)
+    for text, expected in zip(job["inputs"], job["outputs"]):
+        sys.stdin, sys.stdout = io.StringIO(text), io.StringIO()
+        try:
+            module.wrapped_function()
+        except SystemExit:
+            pass
+        got = sys.stdout.getvalue()
+        sys.stdin, sys.stdout = real_stdin, real_stdout
+        if not same(got, expected):
+            ok = False
+            break
+except BaseException:
+    ok = False
+sys.stdin, sys.stdout = real_stdin, real_stdout
+print(int(ok))
+"""
+
+
+def runner_style(program: str, tests: list, timeout_s: float) -> bool:
+    """One unsandboxed process per response running all its tests (see RUNNER); no limits but a time-out."""
+    from posttrain.grading.code import lcb_module_text
+    text, _ = lcb_module_text(program, "stdin")
+    job = {"code": text, "inputs": [t["input"] for t in tests], "outputs": [t["output"] for t in tests]}
+    try:
+        out = subprocess.run([sys.executable, "-I", "-c", RUNNER], input=json.dumps(job), capture_output=True,
+                             text=True, timeout=(timeout_s + 1) * len(tests) + 5).stdout
+    except subprocess.TimeoutExpired:
+        return False
+    return out.strip() == "1"
+
 
 def bench_code(n: int, repeat: int, wrong_frac: float, workers: int, timeout_s: float) -> None:
+    from posttrain.grading import sandbox
     from posttrain.grading.code import grade_code_batch
-    from posttrain.grading.sandbox import resolve_mode
     problems = mbpp_problems(n, repeat, wrong_frac)
     items = [{"response": f"```python\n{p}\n```", "tests": t} for p, t in problems]
     total_tests = sum(len(t) for _, t in problems)
     print(f"\n== code: {len(items)} MBPP programs x {total_tests / len(items):.0f} stdin tests "
-          f"({total_tests} tests), {workers} workers, sandbox={resolve_mode()} ==")
+          f"({total_tests} tests), {workers} workers, sandbox={sandbox.resolve_mode()} ==")
+
+    configs = [("lcb", "bwrap"), ("lcb", "none"), ("strict", "bwrap"), ("strict", "none")]
+    t = time.perf_counter()
+    for semantics, mode in configs:  # start `workers` warm sandboxes of each kind before the timing
+        grade_code_batch(items[:workers], timeout_s, num_workers=workers, semantics=semantics, sandbox=mode)
+    print(f"one-time start of {sandbox.idle_count()} warm sandboxes (with a first job each): "
+          f"{time.perf_counter() - t:.2f} s")
 
     def run(label, fn):
         t = time.perf_counter()
         results = fn()
-        sec = time.perf_counter() - t
-        return label, results, sec
+        return label, results, time.perf_counter() - t
 
-    rows = [
-        run("grade_code_batch (bubblewrap)",
-            lambda: [v.passed for v in grade_code_batch(items, timeout_s, num_workers=workers)]),
-        run("grade_code_batch (no bubblewrap)",
-            lambda: [v.passed for v in grade_code_batch(items, timeout_s, num_workers=workers, sandbox="none")]),
-    ]
+    rows = []
+    for semantics, mode in configs:
+        rows.append(run(f"grade_code_batch {semantics:6s} ({'bubblewrap' if mode == 'bwrap' else 'no sandbox'})",
+                        lambda s=semantics, m=mode: [v.correct for v in grade_code_batch(
+                            items, timeout_s, num_workers=workers, semantics=s, sandbox=m)]))
     with ThreadPoolExecutor(workers) as pool:
-        rows.append(run("plain subprocess per test",
-                        lambda: list(pool.map(lambda pt: plain_runner(pt[0], pt[1], timeout_s), problems))))
+        rows.append(run("runner-style baseline (no sandbox)",
+                        lambda: list(pool.map(lambda pt: runner_style(pt[0], pt[1], timeout_s), problems))))
     # tests/s = tests in the workload / wall time; every runner stops a failing program at its first failure
     base = rows[-1][2]
     for label, results, sec in rows:
-        print(f"{label:34s} {total_tests / sec:8.1f} tests/s  {len(items) / sec:6.1f} programs/s  "
-              f"({sec:.2f} s, {sum(results)} passed)  {base / sec:.2f}x plain")
-    agree = all(rows[0][1][i] == r[1][i] for r in rows for i in range(len(items)))
-    print(f"all runners agree on every program: {agree}")
+        print(f"{label:38s} {total_tests / sec:8.1f} tests/s  {len(items) / sec:6.1f} programs/s  "
+              f"({sec:.2f} s, {sum(results)} passed)  {base / sec:.2f}x the baseline's speed")
+    agree = sum(all(r[1][i] == rows[0][1][i] for r in rows) for i in range(len(items)))
+    print(f"all five agree on {agree}/{len(items)} programs")
+
+
+# ---------------------------------------------------------------- a finished run: lcb vs strict
+
+def _eval_sets():
+    try:
+        return importlib.import_module("posttrain.eval_sets")
+    except ImportError:  # before the evaluation sets had their own module
+        return importlib.import_module("posttrain.benchmarks")
+
+
+def run_code_items(run_dir: Path) -> list:
+    """Grading items for every code sample in `run_dir`'s eval records (their benchmarks loaded the way the
+    run's params say)."""
+    import yaml
+    sets = _eval_sets()
+    params = yaml.safe_load((run_dir / "params.resolved.yaml").read_text())
+    data_dir = (params.get("evaluate") or {}).get("data_dir")
+    problems, items = {}, []
+    for path in sorted((run_dir / "eval").rglob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            rec = json.loads(line) if line.strip() else None
+            if not rec or sets.get_spec(rec["benchmark"]).domain != "code":
+                continue
+            if rec["benchmark"] not in problems:
+                problems[rec["benchmark"]] = {p.id: p for p in sets.load_benchmark(rec["benchmark"], data_dir)}
+            problem = problems[rec["benchmark"]].get(rec["problem_id"])
+            if problem is None:
+                raise KeyError(f"{path}: problem {rec['problem_id']!r} is not in benchmark {rec['benchmark']!r}")
+            items += [sets.grading_item(problem, r) for r in rec["responses"]]
+    return items
+
+
+def bench_run_agreement(run_dir: Path, workers: int, timeout_s: float) -> None:
+    from posttrain.grading.code import grade_code_batch
+    items = run_code_items(run_dir)
+    print(f"\n== lcb vs strict on the code samples of {run_dir} ({len(items)} samples) ==")
+    if not items:
+        print("no code samples")
+        return
+    lcb = grade_code_batch(items, timeout_s, num_workers=workers, semantics="lcb")
+    strict = grade_code_batch(items, timeout_s, num_workers=workers, semantics="strict")
+    differ = [i for i, (a, b) in enumerate(zip(lcb, strict)) if a.correct != b.correct]
+    statuses = {}
+    for a, b in zip(lcb, strict):
+        statuses[(a.status, b.status)] = statuses.get((a.status, b.status), 0) + 1
+    print(f"pass/fail disagree on {len(differ)}/{len(items)} samples ({100 * len(differ) / len(items):.1f}%); "
+          f"passed: lcb {sum(v.correct for v in lcb)}, strict {sum(v.correct for v in strict)}")
+    print("status pairs (lcb, strict): " + ", ".join(f"{k[0]}/{k[1]} {v}" for k, v in sorted(statuses.items())))
 
 
 def main():
@@ -182,12 +288,16 @@ def main():
     parser.add_argument("--timeout", type=float, default=6.0, help="per-test time limit, seconds")
     parser.add_argument("--skip-math", action="store_true")
     parser.add_argument("--skip-code", action="store_true")
+    parser.add_argument("--run-dir", type=Path, default=None,
+                        help="a finished run (e.g. runs/smoke): lcb/strict disagreement on its code samples")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     if not args.skip_math:
         bench_math(args.math_n, args.workers)
     if not args.skip_code:
         bench_code(args.code_n, args.repeat, args.wrong_frac, args.workers, args.timeout)
+    if args.run_dir is not None:
+        bench_run_agreement(args.run_dir, args.workers, args.timeout)
 
 
 if __name__ == "__main__":

@@ -359,6 +359,8 @@ LCB_RULES = [
     ("input() and sys.stdin.readline share a cursor",
      "import sys\na = sys.stdin.readline()\nprint(int(a) + int(input()))", [("1\n2", "3")], None,
      "passed", "passed"),
+    ("builtins.open is the runner's mock", "import builtins\nprint(builtins.open('/no/such/file').read())",
+     [("hi", "hi")], None, "passed", "runtime_error"),
     ("sys.stdout.buffer", "import sys\nsys.stdout.buffer.write(b'1\\n')", [("", "1")], None,
      "runtime_error", "passed"),
     ("os.write(1)", "import os\nos.write(1, b'1\\n')", [("", "1")], None, "wrong_answer", "passed"),

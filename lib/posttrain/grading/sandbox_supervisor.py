@@ -465,13 +465,13 @@ class _LcbStdinBuffer:
     """`sys.stdin.buffer` as the runner fakes it: read() is the whole input, readline() always line one."""
 
     def __init__(self, text):
-        self._data = text.encode("utf-8")
+        self._text = text
 
     def read(self, *args):
-        return self._data
+        return self._text.encode("utf-8")
 
     def readline(self, *args):
-        return self._data.split(b"\n")[0] + b"\n"
+        return self._text.encode("utf-8").split(b"\n")[0] + b"\n"
 
 
 class _LcbStdin:
@@ -629,7 +629,7 @@ class _LcbRunner:
         captured = self.string_io()
         captured.close = lambda x: 1
         sys.stdin, sys.stdout = _LcbStdin(text), captured
-        self.builtins.open = self.mock_open(read_data=text)
+        self.builtins.open = self._lazy_mock_open(text)
         try:
             method()
             record = {"status": "ok"}
@@ -649,6 +649,19 @@ class _LcbRunner:
         if record["status"] == "ok":
             record["out"] = captured.getvalue()
         return record
+
+    def _lazy_mock_open(self, text):
+        """builtins.open as the runner patches it (a mock_open of the input), built on first use: building a
+        mock costs milliseconds per test, and only code that looks up builtins.open at call time sees it (the
+        program's own `open` is the real one, bound by the prelude's `from builtins import *`)."""
+        made = []
+
+        def mocked_open(*args, **kwargs):
+            if not made:
+                made.append(self.mock_open(read_data=text))
+            return made[0](*args, **kwargs)
+
+        return mocked_open
 
     def run_functional_test(self, method, args):
         try:
