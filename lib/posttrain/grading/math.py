@@ -341,9 +341,8 @@ def _normalize(s: str) -> str:
     s = re.sub(r"\\(?:dots|ldots|cdots)(?![A-Za-z])", "", s)
     s = _strip_units(s)
     s = _unwrap_cmd(s, re.compile(r"\\text\s*\{"))
-    spelled = _spelled_numbers_to_digits(s)
-    if spelled != s:  # "\text{seven students}": the units come off once the number has digits
-        s = _strip_units(spelled)
+    # Again without the wrappers: "\text{80 km/h}", and "\text{seven students}" once the number has digits.
+    s = _strip_units(_spelled_numbers_to_digits(s))
     if _REL_RE.search(s):  # "0 < x < 36 with x \neq 9", "... except x = 9": conditions joined in words
         s = re.sub(r"\s+(?:with|where|but|provided(?:\s+that)?|such\s+that)\s+", ", ", s)
         s = re.sub(r"\s*,?\s+(?:except|excluding)\s+(?:for\s+|when\s+)?([A-Za-z])\s*=\s*", r", \1 \\neq ", s)
