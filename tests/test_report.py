@@ -117,6 +117,9 @@ def test_gap_closure_arithmetic_and_figures(mini_run, tmp_path):
     assert g["gap_closure"] == pytest.approx((s - z) / (f - z))
     assert g["gap_lo"] <= g["gap_closure"] <= g["gap_hi"]
     assert "missing runs: short" in gaps.loc[("s2", "mini_math_competition"), "note"]
+    md = (run_dir / "report" / "gap_closure.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| s1 | mini_math |"))
+    assert f"{100 * g['gap_closure']:.1f} [{100 * g['gap_lo']:.1f}, {100 * g['gap_hi']:.1f}]" in row
     assert "missing runs: zero" in gaps.loc[("s2", "mini_code"), "note"]
     names = {p.name for p in out["figures"]}
     for stem in ("headline", "gap_closure", "curves_math_s1", "curves_code_s1", "curves_math_s2"):

@@ -23,9 +23,10 @@ _PAGE = """<!doctype html>
 body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
 table {{ border-collapse: collapse; font-size: 0.9em; }} th, td {{ border: 1px solid #ccc; padding: 4px 8px; }}
 th {{ background: #f0f0f0; }} td {{ text-align: right; white-space: nowrap; }} img {{ max-width: 100%; }}
+.claims td {{ text-align: left; white-space: normal; vertical-align: top; }} .claims p {{ font-size: 0.9em; }}
 </style></head>
 <body><h1>{title}</h1>
-<h2>Did the paper's claims hold in this run?</h2>{claims}
+<h2>Did the paper's claims hold in this run?</h2><div class="claims">{claims}</div>
 <h2>Notebooks</h2><ul>{links}</ul>
 <h2>Headline results (Table 1, pass@1 / pass@5 in %)</h2>{table}
 <h2>Main figure</h2>{figure}

@@ -593,7 +593,8 @@ def plot_headline(bars: pd.DataFrame, figures_dir: Path) -> list[Path]:
             ax.set_xticks(np.arange(len(cols)) + width * (len(arms) - 1) / 2, cols, rotation=10)
             ax.set_title(f"size {size}")
             ax.set_ylabel("pass@1 (%), 95% CI")
-            ax.set_ylim(bottom=0)
+            top = np.nanmax(100 * bars["hi"].fillna(bars["pass@1"]).to_numpy(float), initial=0.0)
+            ax.set_ylim(0, max(10.0, 1.15 * top))  # all-zero runs (smoke) still get a readable axis
         axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         return _save(fig, figures_dir, "headline")
 
@@ -617,22 +618,30 @@ def plot_curves(results: pd.DataFrame, spec: ReportSpec, figures_dir: Path) -> t
                     ax.set_title(bench)
                 axes[0][0].set_ylabel("pass@1 (%)")
                 axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-                fig.suptitle(f"{domain}-SFT, size {size} (band: 95% CI)")
+                fig.suptitle(f"{domain}-SFT, size {size} (95% CI)")
                 fig.tight_layout()
                 paths += _save(fig, figures_dir, f"curves_{domain}_{size}")
     return paths, notes
 
 
 def _curve_panel(ax, rows: pd.DataFrame, base: pd.DataFrame, spec: ReportSpec) -> None:
-    for arm in [a for a in spec.arms if a != "Base"]:
+    arms = [a for a in spec.arms if a != "Base" and a in set(rows["arm"])]
+    steps = sorted(set(rows["step"]))
+    dodge = 0.03 * max(steps[-1] - steps[0], 1) if steps else 0  # arms at one step would hide each other's bars
+    for i, arm in enumerate(arms):
         line = rows[rows["arm"] == arm].sort_values("step")
-        if line.empty:
-            continue
-        ax.plot(line["step"], 100 * line["pass@1"], marker="o", label=ARM_LABELS[arm], color=ARM_COLORS[arm])
-        ax.fill_between(line["step"], 100 * line["pass@1_lo"], 100 * line["pass@1_hi"], alpha=0.2,
-                        color=ARM_COLORS[arm])
+        x = line["step"].to_numpy(float) + (i - (len(arms) - 1) / 2) * dodge
+        y = 100 * line["pass@1"].to_numpy(float)
+        lo, hi = 100 * line["pass@1_lo"].to_numpy(float), 100 * line["pass@1_hi"].to_numpy(float)
+        ax.plot(x, y, marker="o", label=ARM_LABELS[arm], color=ARM_COLORS[arm])
+        if len(line) > 1:
+            ax.fill_between(x, lo, hi, alpha=0.2, color=ARM_COLORS[arm])
+        else:  # one checkpoint: a band would be invisible
+            ax.errorbar(x, y, yerr=np.vstack([y - lo, hi - y]), fmt="none", ecolor=ARM_COLORS[arm], capsize=3)
     if len(base):
         ax.axhline(100 * base["pass@1"].iloc[0], color=ARM_COLORS["Base"], linestyle="--", label=ARM_LABELS["Base"])
+    if len(steps) <= 8:
+        ax.set_xticks(steps)
     ax.set_xlabel("SFT step")
 
 
@@ -700,6 +709,7 @@ def claims_markdown(summary: pd.DataFrame, cases: pd.DataFrame, spec: ReportSpec
     shown = summary.assign(claim=[f"{n}. {s}" for n, s in zip(summary["claim"], summary["statement"])],
                            paper=[f"{p} ({s})" for p, s in zip(summary["paper"], summary["source"])],
                            measure=[f"{m}; holds {r}" for m, r in zip(summary["measure"], summary["region"])])
+    shown = shown.assign(verdict=[f"**{v}**" for v in shown["verdict"]])
     shown = shown[["claim", "paper", "measure", "this run (95% CI)", "verdict"]]
     benches = [b for bs in spec.domains.values() for b in bs]
     caption = f"Rule: {CLAIM_RULE} " + benchmark_caption(benches)
@@ -713,11 +723,17 @@ def _format_cases(cases: pd.DataFrame) -> pd.DataFrame:
 
 
 def _format_gaps(gaps: pd.DataFrame) -> pd.DataFrame:
-    out = gaps.copy()
-    for col in ["zero", "short", "full", "denominator", "denominator_lo", "denominator_hi", "gap_closure", "gap_lo",
-                "gap_hi"]:
-        out[col] = out[col].map(lambda v: MISSING if pd.isna(v) else f"{100 * v:.1f}")
-    return out.fillna("")
+    """pass@1 of the three arms, the gap 100%-Pre − 0%-Pre and the gap closure, in %, each CI beside its value."""
+    pct = lambda v: MISSING if pd.isna(v) else f"{100 * v:.1f}"  # noqa: E731
+    short = gaps["short_arm"].iloc[0] if len(gaps) else "short"
+    return pd.DataFrame({
+        "size": gaps["size"], "benchmark": gaps["benchmark"], "0%-Pre": gaps["zero"].map(pct),
+        short: gaps["short"].map(pct), "100%-Pre": gaps["full"].map(pct),
+        "100%-Pre − 0%-Pre (95% CI)": [_fmt_ci(100 * v, 100 * lo, 100 * hi) for v, lo, hi in
+                                       zip(gaps["denominator"], gaps["denominator_lo"], gaps["denominator_hi"])],
+        "gap closure % (95% CI)": [_fmt_ci(100 * v, 100 * lo, 100 * hi) for v, lo, hi in
+                                   zip(gaps["gap_closure"], gaps["gap_lo"], gaps["gap_hi"])],
+        "note": gaps["note"].fillna("")})
 
 
 def _examples_markdown(examples: pd.DataFrame) -> str:
@@ -743,8 +759,8 @@ def _markdown_pages(tables, notes, captions: dict[str, str], spec: ReportSpec) -
             continue
         if name == "claim_cases":
             pages[name] = to_markdown(_format_cases(table), caption=f"Rule: {CLAIM_RULE}")
-        elif name == "gap_closure":
-            pages[name] = to_markdown(_format_gaps(table), notes[name])
+        elif name == "gap_closure":  # its notes are its `note` column
+            pages[name] = to_markdown(_format_gaps(table))
         else:
             pages[name] = to_markdown(format_table(table), notes[name], captions[name])
     return pages
