@@ -479,7 +479,7 @@ def test_timeout_from_a_non_main_thread():
     assert not thread.is_alive()
     v = box["verdict"]
     assert (v.correct, v.status) == (False, "timeout") and "1.5" in v.reason
-    assert box["elapsed"] < 1.5 + 2.0
+    assert box["elapsed"] < 1.5 + 10.0  # generous for a loaded machine; without the timeout it would never end
     assert grade_math(r"\boxed{\frac{1}{2}}", "0.5")  # the pool recovers with a fresh worker
 
 
