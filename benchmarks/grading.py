@@ -29,6 +29,7 @@ import importlib
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -191,7 +192,7 @@ def runner_style(program: str, tests: list, timeout_s: float) -> bool:
     return out.strip() == "1"
 
 
-def bench_code(n: int, repeat: int, wrong_frac: float, workers: int, timeout_s: float) -> None:
+def bench_code(n: int, repeat: int, wrong_frac: float, workers: int, timeout_s: float, rounds: int) -> None:
     from posttrain.grading import sandbox
     from posttrain.grading.code import grade_code_batch
     problems = mbpp_problems(n, repeat, wrong_frac)
@@ -207,26 +208,46 @@ def bench_code(n: int, repeat: int, wrong_frac: float, workers: int, timeout_s: 
     print(f"one-time start of {sandbox.idle_count()} warm sandboxes (with a first job each): "
           f"{time.perf_counter() - t:.2f} s")
 
-    def run(label, fn):
-        t = time.perf_counter()
-        results = fn()
-        return label, results, time.perf_counter() - t
-
-    rows = []
-    for semantics, mode in configs:
-        rows.append(run(f"grade_code_batch {semantics:6s} ({'bubblewrap' if mode == 'bwrap' else 'no sandbox'})",
-                        lambda s=semantics, m=mode: [v.correct for v in grade_code_batch(
-                            items, timeout_s, num_workers=workers, semantics=s, sandbox=m)]))
+    runners = [(f"grade_code_batch {semantics:6s} ({'bubblewrap' if mode == 'bwrap' else 'no sandbox'})",
+                lambda s=semantics, m=mode: [v.correct for v in grade_code_batch(
+                    items, timeout_s, num_workers=workers, semantics=s, sandbox=m)])
+               for semantics, mode in configs]
     with ThreadPoolExecutor(workers) as pool:
-        rows.append(run("runner-style baseline (no sandbox)",
+        runners.append(("runner-style baseline (no sandbox)",
                         lambda: list(pool.map(lambda pt: runner_style(pt[0], pt[1], timeout_s), problems))))
-    # tests/s = tests in the workload / wall time; every runner stops a failing program at its first failure
-    base = rows[-1][2]
-    for label, results, sec in rows:
+        times = {label: [] for label, _ in runners}
+        results = {}
+        for _ in range(rounds):  # interleaved rounds, so that load from elsewhere hits every runner alike
+            for label, fn in runners:
+                t = time.perf_counter()
+                results[label] = fn()
+                times[label].append(time.perf_counter() - t)
+    # tests/s = tests in the workload / median wall time; every runner stops a failing program at its first failure
+    base = statistics.median(times[runners[-1][0]])
+    for label, _ in runners:
+        sec = statistics.median(times[label])
         print(f"{label:38s} {total_tests / sec:8.1f} tests/s  {len(items) / sec:6.1f} programs/s  "
-              f"({sec:.2f} s, {sum(results)} passed)  {base / sec:.2f}x the baseline's speed")
-    agree = sum(all(r[1][i] == rows[0][1][i] for r in rows) for i in range(len(items)))
+              f"(median of {rounds}: {sec:.2f} s, {sum(results[label])} passed)  {base / sec:.2f}x the baseline")
+    first = results[runners[0][0]]
+    agree = sum(all(r[i] == first[i] for r in results.values()) for i in range(len(items)))
     print(f"all five agree on {agree}/{len(items)} programs")
+    one_test_costs(timeout_s)
+
+
+def one_test_costs(timeout_s: float, calls: int = 20) -> None:
+    """Wall time of one one-test program, warm sandbox vs the baseline's fresh process."""
+    from posttrain.grading.code import grade_code
+    response, tests = "```python\nprint(input())\n```", [{"input": "7", "output": "7", "testtype": "stdin"}]
+    costs = {}
+    for label, fn in (("grade_code lcb, bubblewrap", lambda: grade_code(response, tests, semantics="lcb")),
+                      ("grade_code strict, bubblewrap", lambda: grade_code(response, tests, semantics="strict")),
+                      ("runner-style baseline", lambda: runner_style("print(input())", tests, timeout_s))):
+        assert fn(), label
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        costs[label] = (time.perf_counter() - t) / calls * 1000
+    print("one-test program: " + "; ".join(f"{k} {v:.1f} ms" for k, v in costs.items()))
 
 
 # ---------------------------------------------------------------- a finished run: lcb vs strict
@@ -286,6 +307,7 @@ def main():
     parser.add_argument("--wrong-frac", type=float, default=0.2, help="fraction of programs made wrong")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--timeout", type=float, default=6.0, help="per-test time limit, seconds")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds for code (median)")
     parser.add_argument("--skip-math", action="store_true")
     parser.add_argument("--skip-code", action="store_true")
     parser.add_argument("--run-dir", type=Path, default=None,
@@ -295,7 +317,7 @@ def main():
     if not args.skip_math:
         bench_math(args.math_n, args.workers)
     if not args.skip_code:
-        bench_code(args.code_n, args.repeat, args.wrong_frac, args.workers, args.timeout)
+        bench_code(args.code_n, args.repeat, args.wrong_frac, args.workers, args.timeout, args.rounds)
     if args.run_dir is not None:
         bench_run_agreement(args.run_dir, args.workers, args.timeout)
 
