@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
+
+from posttrain.records import read_jsonl
 
 SCORE_COLUMNS = ("pass@1", "pass@1_lo", "pass@1_hi", "pass@5", "pass@5_lo", "pass@5_hi", "truncation_rate",
                  "n", "num_problems", "num_ungradable")
@@ -36,8 +37,7 @@ def compare_losses(a: Path, b: Path) -> list[str]:
 
 
 def _responses(path: Path) -> dict[str, list]:
-    rows = (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-    return {row["problem_id"]: row["responses"] for row in rows}
+    return {row["problem_id"]: row["responses"] for row in read_jsonl(path)}
 
 
 def compare_records(a: Path, b: Path) -> list[str]:
