@@ -235,6 +235,8 @@ RULE_CASES = {
         (r"\text{five}", "5", True), ("five", "5", True), (r"\text{Five}", "5", True), (r"\text{twelve}", "12", True),
         (r"\text{twenty-one}", "21", True), (r"\text{twenty one}", "21", True), (r"\text{zero}", "0", True),
         (r"\text{one hundred and five}", "105", True), (r"\text{seven students}", "7", True),
+        (r"\text{twelve apples}", "12", True), (r"\text{12 apples}", "12", True),
+        (r"\text{twelve apples}", "13", False),
         (r"\text{minus three}", "-3", True), ("3", r"\text{three}", True), (r"x = \text{four}", "4", True),
         (r"\text{one half}", r"\frac12", True), (r"\text{two-thirds}", r"\frac23", True),
         (r"\text{three quarters}", "0.75", True), (r"\frac12", r"\text{one half}", True),

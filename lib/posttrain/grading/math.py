@@ -246,6 +246,7 @@ def _number_phrase_digits(m: re.Match) -> str:
     return f"{sign}{total + group}"
 
 
+_NUMBER_THEN_WORDS_RE = re.compile(r"^\\text\s*\{\s*([-+]?\d[\d,]*(?:\.\d+)?)\s+([A-Za-z][A-Za-z .\-'/]*)\}$")
 _PLAIN_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
 
 
@@ -339,10 +340,12 @@ def _normalize(s: str) -> str:
     s = s.replace(r"\%", "").replace("%", "").replace(r"\$", "").replace("$", "")
     s = re.sub(r"\\text\s*\{\s*(?:and|or)\s*\}", ",", s)
     s = re.sub(r"\\(?:dots|ldots|cdots)(?![A-Za-z])", "", s)
+    s = _spelled_numbers_to_digits(s)
+    # "\text{12 apples}" (also from "\text{twelve apples}"): a number, then words that can only be its unit.
+    s = _NUMBER_THEN_WORDS_RE.sub(r"\1\\text{ \2}", s)
     s = _strip_units(s)
     s = _unwrap_cmd(s, re.compile(r"\\text\s*\{"))
-    # Again without the wrappers: "\text{80 km/h}", and "\text{seven students}" once the number has digits.
-    s = _strip_units(_spelled_numbers_to_digits(s))
+    s = _strip_units(s)  # again without the wrappers: "\text{80 km/h}"
     if _REL_RE.search(s):  # "0 < x < 36 with x \neq 9", "... except x = 9": conditions joined in words
         s = re.sub(r"\s+(?:with|where|but|provided(?:\s+that)?|such\s+that)\s+", ", ", s)
         s = re.sub(r"\s*,?\s+(?:except|excluding)\s+(?:for\s+|when\s+)?([A-Za-z])\s*=\s*", r", \1 \\neq ", s)
