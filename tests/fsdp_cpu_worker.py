@@ -9,10 +9,10 @@ real FSDP2 path (fully_shard over a gloo process group, DTensor parameters, shar
 
 Used by tests/test_scaleout.py and benchmarks/build_memory.py:
     python -m accelerate.commands.launch --config_file FSDP_YAML --num_processes 2 tests/fsdp_cpu_worker.py ARGS
-ARGS go to posttrain.trainer (or, with --module M first, to M's main()).
+ARGS go to posttrain.trainer's main(); with `--script PATH` first, PATH runs as __main__ with the rest as its argv.
 """
-import importlib
 import os
+import runpy
 import sys
 
 from accelerate.state import PartialState
@@ -30,8 +30,9 @@ def _as_gpu_job(self, cpu=False, sagemaker_dp=False, backend=None):
 
 if __name__ == "__main__":
     PartialState._prepare_backend = _as_gpu_job
-    args = sys.argv[1:]
-    module = "posttrain.trainer"
-    if args[:1] == ["--module"]:
-        module, args = args[1], args[2:]
-    importlib.import_module(module).main(args)
+    if sys.argv[1:2] == ["--script"]:
+        sys.argv = sys.argv[2:]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    else:
+        from posttrain.trainer import main
+        main(sys.argv[1:])

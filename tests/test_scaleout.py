@@ -313,6 +313,40 @@ def test_two_process_fsdp2_shards_matches_one_process_and_resumes_after_a_kill(s
         assert torch.allclose(got[name], want[name], rtol=1e-3, atol=1e-5), name
 
 
+RANK0_LOAD_SCRIPT = """
+import sys
+from transformers import TrainingArguments
+from posttrain.models import build_model
+from posttrain.params import ModelParams
+
+args = TrainingArguments(output_dir=sys.argv[2], report_to="none")  # the distributed state, as the trainer builds it
+model = build_model(ModelParams(name_or_path=sys.argv[1], init="pretrained", dtype="float32"))
+print("RANK", args.process_index, float(sum(p.abs().sum() for p in model.parameters())), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_pretrained_weights_are_read_on_rank_0_only_under_fsdp2(setup, tmp_path):
+    """Built after the distributed state (as posttrain.trainer does), from_pretrained under FSDP's
+    cpu_ram_efficient_loading reads the weights on rank 0; rank 1 holds zero placeholders until Accelerate
+    broadcasts the shards. Built before it, every rank would read the whole checkpoint."""
+    import torch
+
+    from posttrain.models import build_model
+
+    build_model(ModelParams(name_or_path=str(setup / "base"), init="scratch"), dtype=torch.float32).save_pretrained(
+        tmp_path / "pretrained")
+    script = tmp_path / "load.py"
+    script.write_text(RANK0_LOAD_SCRIPT)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(cpu_accelerate_config(tmp_path, "fsdp2")), "--num_processes", "2", str(CPU_WORKER), "--script",
+           str(script), str(tmp_path / "pretrained"), str(tmp_path / "args")]
+    done = subprocess.run(cmd, env=job_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sums = dict(line.split()[1:] for line in done.stdout.splitlines() if line.startswith("RANK "))
+    assert float(sums["0"]) > 0 and float(sums["1"]) == 0
+
+
 def _group_alive(pgid: int) -> bool:
     """Whether any live (not zombie) process is left in the job's process group."""
     for stat in Path("/proc").glob("[0-9]*/stat"):

@@ -20,13 +20,13 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback, set_seed
+from transformers import PreTrainedModel, TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
 from posttrain.data import (DropCounter, ensure_chat_template, load_pretrain_text, load_sft_messages, tokenize_pretrain,
                             tokenize_sft)
 from posttrain.models import build_model, build_tokenizer, initialize_sharded_scratch_
-from posttrain.params import RunParams, dump_params, load_run_params, params_hash
+from posttrain.params import ModelParams, RunParams, dump_params, load_run_params, params_hash
 from posttrain.runs import (DATA_STATS, DONE_MARKER, LOSS_LOG, RESOLVED_PARAMS, RUN_MARKER, checkpoint_dir,
                             launch_world_size, list_checkpoints, read_done, resolve_schedule, write_done)
 
@@ -51,7 +51,8 @@ def build_sft_config(params: RunParams, schedule: dict) -> SFTConfig:
     if t.bf16 and not gpu:
         log.info("training.bf16 ignored: no GPU (training in fp32 on the CPU)")
     return SFTConfig(
-        output_dir=params.output_dir, max_steps=schedule["max_steps"], per_device_train_batch_size=t.per_device_batch_size,
+        output_dir=params.output_dir, max_steps=schedule["max_steps"],
+        per_device_train_batch_size=t.per_device_batch_size,
         gradient_accumulation_steps=schedule["gradient_accumulation_steps"], learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps,  # int steps (TRL reads < 1 as a ratio)
         weight_decay=t.weight_decay, adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2, max_grad_norm=t.max_grad_norm,
@@ -105,20 +106,21 @@ def check_job_matches_params(params: RunParams, config: SFTConfig) -> None:
                          f"{'FSDP' if fsdp else 'DeepSpeed'}; use launch.backend 'fsdp2' or 'deepspeed_zero3'")
 
 
-def shard_scratch_model(trainer: "Trainer", params: RunParams, dtype: torch.dtype) -> None:
-    """FSDP2-shard a meta-device scratch model with Accelerate's own wrapping, then give each rank its shards of the
-    depth-scaled init: no rank ever holds the whole model. Trainer.train's prepare then finds an FSDP module and
-    keeps it. cpu_ram_efficient_loading is off for this call only: it would broadcast rank 0's full weights, and
-    there are none."""
+def shard_scratch_model(accelerator, model: PreTrainedModel, model_params: ModelParams,
+                        dtype: torch.dtype | None) -> None:
+    """FSDP2-shard a meta-device scratch model in place with Accelerate's own wrapping, then give each rank its
+    shards of the depth-scaled init: no rank ever holds the whole model. Trainer.train's prepare then finds an FSDP
+    module and keeps it. cpu_ram_efficient_loading is off for this call only: it would broadcast rank 0's full
+    weights, and there are none. (benchmarks/build_memory.py measures it.)"""
     from accelerate.utils.fsdp_utils import fsdp2_prepare_model
 
-    plugin = trainer.accelerator.state.fsdp_plugin
+    plugin = accelerator.state.fsdp_plugin
     saved, plugin.cpu_ram_efficient_loading = plugin.cpu_ram_efficient_loading, False
     try:
-        fsdp2_prepare_model(trainer.accelerator, trainer.model)
+        fsdp2_prepare_model(accelerator, model)
     finally:
         plugin.cpu_ram_efficient_loading = saved
-    initialize_sharded_scratch_(trainer.model, params.model, trainer.accelerator.device, dtype)
+    initialize_sharded_scratch_(model, model_params, accelerator.device, dtype)
 
 
 def die_with_parent() -> None:
@@ -239,7 +241,7 @@ def train_in_process(params: RunParams, resume: bool = True) -> dict:
     trainer = Trainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
                       callbacks=[LossLog(out / LOSS_LOG), DataStatsWriter(out / DATA_STATS, counter, schedule)])
     if on_meta:
-        shard_scratch_model(trainer, params, dtype)
+        shard_scratch_model(trainer.accelerator, trainer.model, params.model, dtype)
     checkpoints = list_checkpoints(out) if resume else []
     if checkpoints:
         log.info("%s: resuming from %s", params.name, checkpoints[-1][1])

@@ -205,7 +205,8 @@ def plot_loss_curves(runs: list[RunParams], path: str | Path):
     for params in runs:
         log_rows = read_loss_log(params.output_dir)
         if log_rows:
-            ax.plot([r["tokens"] for r in log_rows], [r["loss"] for r in log_rows], label=f"{params.name} ({params.arm})")
+            ax.plot([r["tokens"] for r in log_rows], [r["loss"] for r in log_rows],
+                    label=f"{params.name} ({params.arm})")
     ax.set(xlabel="training tokens", ylabel="training loss", yscale="log")
     ax.legend(fontsize=7)
     fig.tight_layout()
