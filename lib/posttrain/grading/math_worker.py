@@ -6,7 +6,9 @@ never inherits torch or CUDA state). It loads the rules module from its file ins
 ``posttrain`` package (and torch) is never imported there, answers one JSON request per line and is killed when a
 request overruns its timeout; a replacement starts in the background. POSIX only (``select`` on pipes).
 
-This module knows nothing about math: the pool is told which module file and which handler function to serve.
+This module knows nothing about math: the pool is told which module file and which handler function to serve
+(request dict -> reply dict); a handler that raises is answered with an error verdict's fields
+(``correct=False, status="error", reason=...``).
 """
 from __future__ import annotations
 
