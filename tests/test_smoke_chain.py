@@ -114,10 +114,14 @@ def test_executed_notebooks_are_short(smoke_run):
 
 def test_executed_notebooks_show_no_machine_paths(smoke_run):
     """Paths in outputs are relative to the repository; a shared report must not carry this machine's layout."""
+    found = []
     for stage in NOTEBOOK_STAGES:
-        text = (smoke_run / "notebooks" / f"{stage}.ipynb").read_text()
-        outputs = json.dumps([c.get("outputs", []) for c in json.loads(text)["cells"]])
-        assert str(REPO_ROOT) not in outputs, f"{stage}: an output shows {REPO_ROOT}"
+        cells = json.loads((smoke_run / "notebooks" / f"{stage}.ipynb").read_text())["cells"]
+        for i, cell in enumerate(cells):
+            text = json.dumps(cell.get("outputs", []))
+            if (at := text.find(str(REPO_ROOT))) >= 0:
+                found.append(f"{stage} cell {i}: ...{text[max(0, at - 60):at + 60]}...")
+    assert not found, f"outputs show {REPO_ROOT}:\n" + "\n".join(found)
 
 
 # ---------------------------------------------------------------------------------------------- JupyterLab
