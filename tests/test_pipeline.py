@@ -17,14 +17,26 @@ def test_setup_stage_runs_before_the_notebooks():
 
 
 def test_headless_progress_disables_bars_and_restores(monkeypatch):
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    for name in pipeline.PROGRESS_OFF:
+        monkeypatch.delenv(name, raising=False)
     with pipeline.headless_progress():
-        assert os.environ["TQDM_DISABLE"] == "1"
-    assert "TQDM_DISABLE" not in os.environ
+        assert all(os.environ[name] == "1" for name in pipeline.PROGRESS_OFF)
+    assert not set(pipeline.PROGRESS_OFF) & set(os.environ)
     monkeypatch.setenv("TQDM_DISABLE", "0")  # the caller's choice wins
     with pipeline.headless_progress():
-        assert os.environ["TQDM_DISABLE"] == "0"
+        assert os.environ["TQDM_DISABLE"] == "0" and os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] == "1"
     assert os.environ["TQDM_DISABLE"] == "0"
+
+
+def test_a_bar_left_on_honours_tqdm_disable():
+    """What the pipeline relies on: in a process started with TQDM_DISABLE=1 (tqdm reads it at import), a bar that
+    does not pass disable= itself is off."""
+    import subprocess
+    import sys
+    code = "from tqdm.auto import tqdm; print(tqdm(total=3).disable, tqdm(total=3, disable=False).disable)"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "TQDM_DISABLE": "1"},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False"]
 
 
 def test_unknown_stage_is_refused_before_anything_runs(tmp_path):

@@ -243,8 +243,9 @@ def _follow_workers(procs: list[tuple[subprocess.Popen, Path]], outputs: list[Pa
     from tqdm.auto import tqdm
     start, before = time.time(), sum(_count_lines(p) for p in outputs)
     total = sum(len(r.prompts) for r in reqs)
-    bar = tqdm(total=total, desc=f"generate ({engine}, {len(reqs)} model(s))", disable=not progress,
-               mininterval=2.0)  # redraws kept few: a log or a saved notebook may capture them as text
+    # disable= only to turn the bar off: passed at all, it would override TQDM_DISABLE (set by the pipeline)
+    bar = tqdm(total=total, desc=f"generate ({engine}, {len(reqs)} model(s))", mininterval=2.0,
+               **({} if progress else {"disable": True}))
     finished = 0  # counted here, not read off the bar: a disabled bar (TQDM_DISABLE) counts nothing
     while True:
         done = all(p.poll() is not None for p, _ in procs)

@@ -190,7 +190,8 @@ class OverlapIndex:
         best_sim_row = np.full(num_problems, None, dtype=object)
         best_sim_text = np.full(num_problems, "", dtype=object)
         iterator = iter(rows) if max_rows is None else itertools.islice(rows, max_rows)
-        bar = tqdm(desc=f"overlap {source}", unit="rows", disable=not progress)
+        # disable= only to turn the bar off: passed at all, it would override TQDM_DISABLE (set by the pipeline)
+        bar = tqdm(desc=f"overlap {source}", unit="rows", **({} if progress else {"disable": True}))
         position = 0
         while batch := list(itertools.islice(iterator, batch_size)):
             texts, ids = [], []

@@ -77,18 +77,22 @@ def run_setup_stage(study: StudyParams) -> float | None:
     return seconds
 
 
+# tqdm's default for `disable` (a bar given disable= explicitly ignores it), and the Hugging Face libraries' switches.
+PROGRESS_OFF = {"TQDM_DISABLE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
 @contextlib.contextmanager
 def headless_progress():
-    """TQDM_DISABLE=1 for the kernels the chain starts (they and their subprocesses inherit it), unless the caller
-    set it. Nobody watches a headless notebook: a progress bar would be saved as its first frame (a widget reading
-    0%) or as hundreds of redraws; the stages print a summary line instead."""
-    before = os.environ.get("TQDM_DISABLE")
-    os.environ.setdefault("TQDM_DISABLE", "1")
+    """Progress bars off for the kernels the chain starts (they and their subprocesses inherit the environment),
+    except where the caller set these variables. Nobody watches a headless notebook: a bar would be saved as its
+    first frame (a widget reading 0%) or as hundreds of redraws; the stages print a summary line instead."""
+    unset = [k for k in PROGRESS_OFF if k not in os.environ]
+    os.environ.update({k: PROGRESS_OFF[k] for k in unset})
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("TQDM_DISABLE", None)
+        for k in unset:
+            os.environ.pop(k, None)
 
 
 def run_pipeline(params_path: str | Path, run_dir: str | None = None, force: bool = False,
