@@ -137,10 +137,10 @@ def _run_stages(params_path: str | Path, run_dir: str | None, force: bool, only:
     if export:
         from .export import export_html
         start = time.time()
-        index = export_html(run_path)
+        pages = export_html(run_path)
         timings["export_html"] = round(time.time() - start, 1)
         timings_path.write_text(json.dumps(timings, indent=2))
-        print(f"[pipeline] report: {repo_relative(index)}")
+        print(f"[pipeline] report: {repo_relative(pages['index'])}")
     print("[pipeline] wall time per stage (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())
           + f" | total {sum(timings.values()):.0f}")
     return timings
