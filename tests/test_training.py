@@ -4,6 +4,7 @@ Run: .venv/bin/python -m pytest tests/test_training.py -x -q   (CPU, tiny models
 """
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -131,7 +132,13 @@ def test_train_runs_shares_one_process_and_keeps_a_log_per_run(setup, capsys):
     for name, other in (("r1", "r2"), ("r2", "r1")):
         text = (setup / name / "train.log").read_text()
         assert f"run: {name}" in text and f"run: {other}" not in text and f'"name": "{name}"' in text
-    assert capsys.readouterr().out.count("--params") >= 3  # both commands printed, then the one shared process
+    out = capsys.readouterr().out
+    assert out.count("--params") >= 3  # both commands printed, then the one shared process
+    # The trainer's own output goes to the logs only: the caller sees a progress line, then a summary, per run.
+    assert "'loss'" not in out and "run: r1" not in out and out.count("\n") <= 6, out
+    for name in ("r1", "r2"):
+        assert re.search(rf"\[{name}\] 4 steps, [\d,]+ tokens in 0:\d\d:\d\d \([\d,]+ tokens/s incl. start-up\), "
+                         rf"final loss [\d.]+; log: .*{name}/train.log", out), out
     assert train_runs(runs) == results  # done with the same params hash: nothing retrained
 
 

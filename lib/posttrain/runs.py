@@ -31,9 +31,10 @@ TRAIN_LOG = "train.log"
 # HF Trainer's naming (transformers.trainer_utils.PREFIX_CHECKPOINT_DIR) and the file it writes last in a checkpoint.
 CHECKPOINT_PREFIX = "checkpoint-"
 CHECKPOINT_COMPLETE_FILE = "trainer_state.json"
-# posttrain.trainer prints this line before each run it trains, so a launcher reading its output (train_runs) can
-# file each run's lines in that run's train.log.
+# posttrain.trainer prints these lines before and after each run it trains, so a launcher reading its output
+# (train_runs) can file each run's lines in that run's train.log and report each run as it ends.
 RUN_MARKER = "[posttrain.trainer] run: "
+RUN_END_MARKER = "[posttrain.trainer] finished: "  # printed after the run's done marker is written
 _CHECKPOINT_RE = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 
 

@@ -27,8 +27,9 @@ from posttrain.data import (DropCounter, ensure_chat_template, load_pretrain_tex
                             tokenize_sft)
 from posttrain.models import build_model, build_tokenizer, initialize_sharded_scratch_
 from posttrain.params import ModelParams, RunParams, dump_params, load_run_params, params_hash
-from posttrain.runs import (DATA_STATS, DONE_MARKER, LOSS_LOG, RESOLVED_PARAMS, RUN_MARKER, checkpoint_dir,
-                            launch_world_size, list_checkpoints, read_done, resolve_schedule, write_done)
+from posttrain.runs import (DATA_STATS, DONE_MARKER, LOSS_LOG, RESOLVED_PARAMS, RUN_END_MARKER, RUN_MARKER,
+                            checkpoint_dir, launch_world_size, list_checkpoints, read_done, resolve_schedule,
+                            write_done)
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{RUN_MARKER}{params.name}", flush=True)
         summary = train_in_process(params, resume=not args.no_resume)
         print(json.dumps(summary), flush=True)
+        print(f"{RUN_END_MARKER}{params.name}", flush=True)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,14 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
 
-from posttrain.params import REPO_ROOT, RunParams, dump_params, load_run_params
-from posttrain.runs import (LAUNCH_PARAMS, RUN_MARKER, TRAIN_LOG, is_done, launch_world_size, read_data_stats,
-                            read_done, read_loss_log, resolve_schedule)
+from posttrain.params import REPO_ROOT, RunParams, dump_params, load_run_params, repo_relative
+from posttrain.runs import (LAUNCH_PARAMS, RUN_END_MARKER, RUN_MARKER, TRAIN_LOG, is_done, launch_world_size,
+                            read_data_stats, read_done, read_loss_log, resolve_schedule)
 
 log = logging.getLogger(__name__)
 
@@ -169,31 +170,110 @@ def train_runs(runs: list[RunParams], force: bool = False) -> list[dict]:
 
 
 def _run_local(runs: list[tuple[RunParams, Path]], force: bool) -> None:
-    """One `python -m posttrain.trainer --params A --params B ...` process; its output goes to the notebook and to
-    each run's train.log (switched at the RUN_MARKER line the worker prints before each run)."""
+    """One `python -m posttrain.trainer --params A --params B ...` process. Its output goes to each run's train.log
+    only (switched at the RUN_MARKER line the worker prints before each run); the caller sees one live progress line
+    per run, then its summary (and the log's tail if it fails)."""
     cmd = launch_command(*runs[0]) + [a for _, path in runs[1:] for a in ("--params", str(path))]
     cmd += ["--no-resume"] if force else []
-    logs = {params.name: Path(params.output_dir) / TRAIN_LOG for params, _ in runs}
+    by_name = {params.name: params for params, _ in runs}
     print(f"[train_runs] {len(runs)} run(s) in one process: {shlex.join(cmd)}", flush=True)
-    current, log_file = runs[0][0], None
+    current, log_file, progress = None, None, None
     proc = start_job(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         for line in proc.stdout:
             if line.startswith(RUN_MARKER):
-                current = next(p for p, _ in runs if p.name == line[len(RUN_MARKER):].strip())
                 if log_file:
                     log_file.close()
-                log_file = logs[current.name].open("a")
+                current = by_name[line[len(RUN_MARKER):].strip()]
+                log_file = (Path(current.output_dir) / TRAIN_LOG).open("a")
+                progress = _RunProgress(current, resumed=not force)
             if log_file:
                 log_file.write(line)
-            print(line, end="")
+            if line.startswith(RUN_END_MARKER):
+                progress.finish(_run_summary(progress))
+                progress = None
+            elif progress:
+                progress.maybe_update()
         proc.wait()
     finally:
         stop_job(proc)  # an interrupted notebook cell must not leave the training running
         if log_file:
             log_file.close()
     if proc.returncode:
-        raise RuntimeError(f"training {current.name} failed (exit {proc.returncode}); see {logs[current.name]}")
+        failed = current or runs[0][0]
+        log = Path(failed.output_dir) / TRAIN_LOG
+        tail = log.read_text().splitlines()[-30:] if log.exists() else []
+        if progress:
+            progress.finish(_run_summary(progress))
+        raise RuntimeError(f"training {failed.name} failed (exit {proc.returncode}); last lines of "
+                           f"{repo_relative(log)}:\n" + "\n".join(tail))
+
+
+class _RunProgress:
+    """One line that rewrites itself while a run trains (step, loss, tokens/s, time), from the run's loss log: a
+    display handle in a notebook (a saved notebook keeps only its last state), a carriage return elsewhere."""
+
+    def __init__(self, params: RunParams, resumed: bool):
+        self.params, self.started, self.shown_at = params, time.monotonic(), 0.0
+        rows = read_loss_log(params.output_dir) if resumed else []  # count only the tokens trained from now on
+        self.tokens_before = rows[-1]["tokens"] if rows else 0
+        self.max_steps = planned_schedule(params)["max_steps"]
+        self.handle, self.width = _display_handle(), 0
+        self.show(f"[{params.name}] starting (log: {repo_relative(Path(params.output_dir) / TRAIN_LOG)})")
+
+    def maybe_update(self) -> None:
+        if time.monotonic() - self.shown_at < 0.5:  # at most twice a second: reading the loss log is not free
+            return
+        rows = read_loss_log(self.params.output_dir)
+        if rows:
+            elapsed, last = time.monotonic() - self.started, rows[-1]
+            self.show(f"[{self.params.name}] step {last['step']}/{self.max_steps} · loss {last['loss']:.4g} · "
+                      f"{(last['tokens'] - self.tokens_before) / elapsed:,.0f} tokens/s · {_clock(elapsed)}")
+
+    def show(self, text: str) -> None:
+        self.shown_at = time.monotonic()
+        if self.handle is not None:
+            from IPython.display import Pretty
+            self.handle.update(Pretty(text))
+        else:
+            sys.stdout.write("\r" + text.ljust(self.width))
+            sys.stdout.flush()
+            self.width = len(text)
+
+    def finish(self, summary: str) -> None:
+        self.show(summary)
+        if self.handle is None:
+            sys.stdout.write("\n")
+
+
+def _display_handle():
+    """A display handle when running in a Jupyter kernel, else None."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):
+        return None
+    from IPython.display import Pretty, display
+    return display(Pretty(""), display_id=True)
+
+
+def _run_summary(progress: _RunProgress) -> str:
+    params, wall = progress.params, time.monotonic() - progress.started
+    done, rows = read_done(params), read_loss_log(params.output_dir)
+    log = repo_relative(Path(params.output_dir) / TRAIN_LOG)
+    if done is None:
+        return f"[{params.name}] stopped after {_clock(wall)} without finishing; log: {log}"
+    tokens = done["tokens"] - progress.tokens_before
+    final = f", final loss {rows[-1]['loss']:.4g}" if rows else ""
+    return (f"[{params.name}] {done['global_step']} steps, {tokens:,} tokens in {_clock(wall)} "
+            f"({tokens / wall:,.0f} tokens/s incl. start-up){final}; log: {log}")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def plot_loss_curves(runs: list[RunParams], path: str | Path):
