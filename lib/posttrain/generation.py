@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from posttrain.params import repo_relative
+from posttrain.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -240,12 +241,10 @@ def _follow_workers(procs: list[tuple[subprocess.Popen, Path]], outputs: list[Pa
                     engine: str, progress: bool) -> None:
     """Wait for the workers with one live progress line (prompts done, from the shard files growing: the workers'
     own output streams to their log files), then print a one-line summary; a failed worker raises with its log."""
-    from tqdm.auto import tqdm
     start, before = time.time(), sum(_count_lines(p) for p in outputs)
     total = sum(len(r.prompts) for r in reqs)
-    # disable= only to turn the bar off: passed at all, it would override TQDM_DISABLE (set by the pipeline)
-    bar = tqdm(total=total, desc=f"generate ({engine}, {len(reqs)} model(s))", mininterval=2.0,
-               **({} if progress else {"disable": True}))
+    bar = progress_bar(enabled=progress, total=total, desc=f"generate ({engine}, {len(reqs)} model(s))",
+                       mininterval=2.0)
     finished = 0  # counted here, not read off the bar: a disabled bar (TQDM_DISABLE) counts nothing
     while True:
         done = all(p.poll() is not None for p, _ in procs)

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import xxhash
-from tqdm.auto import tqdm
+
+from posttrain.progress import bar as progress_bar
 
 # Alphanumeric runs and single symbols. LaTeX formatting ("$", "\", "{", "}") and sentence punctuation (.,;:!?)
 # differ between copies of the same problem, so they are dropped. Operators and brackets stay: "37 + 45" and
@@ -190,8 +191,7 @@ class OverlapIndex:
         best_sim_row = np.full(num_problems, None, dtype=object)
         best_sim_text = np.full(num_problems, "", dtype=object)
         iterator = iter(rows) if max_rows is None else itertools.islice(rows, max_rows)
-        # disable= only to turn the bar off: passed at all, it would override TQDM_DISABLE (set by the pipeline)
-        bar = tqdm(desc=f"overlap {source}", unit="rows", **({} if progress else {"disable": True}))
+        bar = progress_bar(enabled=progress, desc=f"overlap {source}", unit="rows")
         position = 0
         while batch := list(itertools.islice(iterator, batch_size)):
             texts, ids = [], []
