@@ -105,8 +105,8 @@ def test_deepspeed_plugin_builds_from_the_repo_yaml_and_conflicts_fail(tmp_path,
 
 
 @pytest.mark.parametrize("backend", ["single_gpu", "ddp", "fsdp2", "deepspeed_zero3"])
-def test_repo_configs_match_the_paper_params(backend, monkeypatch):
-    monkeypatch.chdir(REPO_ROOT)
+def test_repo_configs_match_the_paper_params(backend, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # any working directory: config files are found from the repository root
     cmd = launch_command(paper_like(backend), "p.yaml")
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]  # never a bare `accelerate` from PATH
     assert cmd[-4:] == ["-m", "posttrain.trainer", "--params", "p.yaml"]
@@ -167,6 +167,7 @@ esac
 """
 
 
+@pytest.mark.slow  # a real (2-step) training run behind the stubs
 def test_slurm_script_runs_without_a_venv_from_any_directory(setup, tmp_path):
     """sbatch runs a copy of the script from a spool dir, in the submission dir, with no venv on PATH."""
     params = run_params(setup, "slurm", max_steps=2, save_steps=2)

@@ -69,10 +69,9 @@ def check_accelerate_config(params: RunParams, config_path: str | Path) -> None:
         raise LaunchConfigError(f"{where}: fsdp_config.fsdp_version must be 2 for launch.backend 'fsdp2'")
     ds_config = cfg.get("deepspeed_config") or {}
     if ds_config.get("deepspeed_config_file"):
-        if not Path(ds_config["deepspeed_config_file"]).is_file():  # Accelerate reads it relative to the cwd
+        if not (REPO_ROOT / ds_config["deepspeed_config_file"]).is_file():  # launches run from the repository root
             raise LaunchConfigError(f"{where}: deepspeed_config.deepspeed_config_file "
-                                    f"{ds_config['deepspeed_config_file']} not found from {Path.cwd()} (launch from "
-                                    "the repository root)")
+                                    f"{ds_config['deepspeed_config_file']} not found in {REPO_ROOT}")
         clashes = [k for k in DEEPSPEED_FILE_CONFLICTS if k in cfg or k in ds_config]
         if clashes:
             raise LaunchConfigError(f"{where}: {', '.join(clashes)} must not be set next to deepspeed_config_file "
@@ -123,8 +122,9 @@ def stop_job(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
 
 
 def run_job(cmd: list[str]) -> int:
-    """Run a training command to its end; Ctrl-C or SIGTERM here ends the whole job, not just its launcher."""
-    proc = start_job(cmd)
+    """Run a training command to its end, from the repository root; Ctrl-C or SIGTERM here ends the whole job, not
+    just its launcher."""
+    proc = start_job(cmd, cwd=REPO_ROOT)
     previous = signal.signal(signal.SIGTERM, lambda *_: stop_job(proc, signal.SIGTERM))
     try:
         return proc.wait()
@@ -313,7 +313,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--print-launch", action="store_true", help="print the launch command and exit")
     args = parser.parse_args(argv)
     params = load_run_params(args.params, args.run_dir)
-    cmd = launch_command(params, args.params, args.run_dir) + (["--no-resume"] if args.no_resume else [])
+    # Absolute paths: the job runs from the repository root (the accelerate configs name files relative to it).
+    run_dir = str(Path(args.run_dir).resolve()) if args.run_dir else None
+    cmd = launch_command(params, Path(args.params).resolve(), run_dir) + (["--no-resume"] if args.no_resume else [])
     if args.print_launch:  # shell variables (${MACHINE_RANK}) stay unquoted for the per-node shell to expand
         print(" ".join(shlex.quote(c) if not c.startswith("${") else c for c in cmd))
         return
