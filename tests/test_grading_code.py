@@ -452,6 +452,19 @@ def test_warm_sandbox_is_reused_and_left_clean(mode, semantics):
     assert v.correct and sb.idle_count() == 1, v  # ...served the next job, and was clean
 
 
+def test_warm_sandboxes_outlive_the_batch_threads():
+    """A batch's worker threads end with the batch; the sandboxes they used must stay warm for the next one
+    (bubblewrap's --die-with-parent fires when the *thread* that started it exits)."""
+    sb.close_idle()
+    items = [{"response": py("print(int(input()) * 2)"), "tests": stdin_tests(("2", "4"))}] * 6
+    assert all(v.correct for v in grade_code_batch(items, num_workers=2))
+    boxes = [b for stack in sb._idle.values() for b in stack]
+    time.sleep(0.3)
+    assert boxes and all(b.alive for b in boxes)
+    assert all(v.correct for v in grade_code_batch(items, num_workers=2))
+    assert {id(b) for stack in sb._idle.values() for b in stack} == {id(b) for b in boxes}  # reused, not new
+
+
 # ---------------------------------------------------------------- limits
 
 @needs_bwrap

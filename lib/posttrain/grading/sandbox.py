@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
+import queue
 import re
 import selectors
 import signal
@@ -44,7 +46,6 @@ import tempfile
 import threading
 import time
 import warnings
-import logging
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +235,46 @@ _STARTUP_TIMEOUT_S = 60.0
 _STOP_GRACE_S = 10.0  # after a stop, how long the supervisor gets to clean up and say done
 
 
+class _Spawner:
+    """Starts sandbox processes from one long-lived thread.
+
+    bubblewrap's --die-with-parent (PR_SET_PDEATHSIG) fires when the *thread* that started it exits, not the
+    process; sandboxes started from a batch's worker threads would be killed when the batch ends. Starting
+    them all from this thread, which lives as long as the process, keeps warm sandboxes alive between batches
+    and still kills them when the grader dies."""
+
+    def __init__(self):
+        self.pid, self.requests, self.thread = None, None, None
+
+    def popen(self, argv: list, **kwargs) -> subprocess.Popen:
+        with _lock:
+            if self.pid != os.getpid() or self.thread is None or not self.thread.is_alive():
+                self.pid, self.requests = os.getpid(), queue.Queue()
+                self.thread = threading.Thread(target=self._serve, args=(self.requests,), daemon=True,
+                                               name="posttrain-sandbox-spawner")
+                self.thread.start()
+            requests = self.requests
+        done = {"event": threading.Event()}
+        requests.put((argv, kwargs, done))
+        done["event"].wait()
+        if "error" in done:
+            raise done["error"]
+        return done["proc"]
+
+    @staticmethod
+    def _serve(requests) -> None:
+        while True:
+            argv, kwargs, done = requests.get()
+            try:
+                done["proc"] = subprocess.Popen(argv, **kwargs)
+            except BaseException as exc:  # handed to the caller
+                done["error"] = exc
+            done["event"].set()
+
+
+_spawn = _Spawner().popen
+
+
 class WarmSandbox:
     """One running supervisor (inside bubblewrap, or the fallback) that serves one job at a time."""
 
@@ -269,9 +310,9 @@ class WarmSandbox:
             argv = [self.python]
         argv += ["-I", "-c", supervisor_source(), "--serve", json.dumps(cfg)]
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, env=env, cwd=cwd, start_new_session=True,
-                                         close_fds=True, pass_fds=(info_w,) if info_w is not None else ())
+            self.proc = _spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env, cwd=cwd, start_new_session=True, close_fds=True,
+                               pass_fds=(info_w,) if info_w is not None else ())
         finally:
             if info_w is not None:
                 os.close(info_w)
@@ -381,9 +422,12 @@ class WarmSandbox:
                 result.timed_out = True
                 self.close()
         except (SandboxBroken, OSError) as exc:
-            if not result.stopped and not result.error:
-                result.error = str(exc) if isinstance(exc, SandboxBroken) else f"sandbox I/O failed: {exc}"
             self.close()
+            if not result.stopped and not result.error:
+                why = str(exc) if isinstance(exc, SandboxBroken) else f"sandbox I/O failed: {exc}"
+                why += f" (exit status {self.proc.returncode})"
+                tail = self.err.decode("utf-8", "replace").strip()[-500:]
+                result.error = f"{why}: {tail}" if tail else why
         result.stderr = self.err.decode("utf-8", "replace")
         result.returncode = self.proc.returncode if self.proc is not None else None
         result.elapsed_s = time.monotonic() - start
@@ -397,6 +441,18 @@ class WarmSandbox:
         except (OSError, ValueError) as exc:
             raise SandboxBroken(f"could not send to the sandbox: {exc}") from None
 
+    def _drain_err(self) -> None:
+        """Keep the last words of a dead supervisor (its stderr) for the error message."""
+        try:
+            while True:
+                data = os.read(self.proc.stderr.fileno(), 1 << 16)
+                if not data:
+                    return
+                self.err += data
+                del self.err[:-4096]
+        except (OSError, ValueError):
+            return
+
     @property
     def alive(self) -> bool:
         return not self.broken and self.proc is not None and self.proc.poll() is None
@@ -406,6 +462,7 @@ class WarmSandbox:
         self.broken = True
         if self.proc is not None:
             _kill(self.proc, self.info)
+            self._drain_err()
             for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
                 try:
                     stream.close()

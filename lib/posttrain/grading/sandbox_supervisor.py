@@ -100,7 +100,7 @@ class Control:
     """The launcher's messages on stdin: jobs between jobs, a stop (or EOF) during one."""
 
     def __init__(self, fd):
-        self.fd, self.buf, self.eof, self.pending = fd, bytearray(), False, []
+        self.fd, self.buf, self.eof, self.pending, self.current = fd, bytearray(), False, [], None
 
     def _take_lines(self):
         while True:
@@ -122,6 +122,7 @@ class Control:
             while self.pending:
                 msg = self.pending.pop(0)
                 if msg.get("t") == "job":
+                    self.current = msg.get("id")
                     return msg
             if self.eof:
                 return None
@@ -132,14 +133,14 @@ class Control:
             self._take_lines()
 
     def stop_requested(self):
-        """Read what is there (the fd was reported readable); True on a stop message or EOF."""
+        """Read what is there (the fd was reported readable); True on a stop for the current job, or EOF."""
         data = os.read(self.fd, 1 << 16)
         if not data:
             self.eof = True
             return True
         self.buf += data
         self._take_lines()
-        stop = any(m.get("t") == "stop" for m in self.pending)
+        stop = any(m.get("t") == "stop" and m.get("job") == self.current for m in self.pending)
         self.pending = [m for m in self.pending if m.get("t") != "stop"]
         return stop
 
@@ -947,6 +948,9 @@ def main(argv):
             return
         try:
             serve_job(job, ctx, channel)
+        except Exception as exc:  # e.g. fork failing under a fork bomb's leftovers: this job fails, we go on
+            emit(channel, {"t": "fatal", "job": job.get("id"), "status": "runtime_error",
+                           "detail": f"the sandbox could not run the program: {type(exc).__name__}: {exc}"})
         finally:
             kill_everything(isolated, 0)
             wipe(scratch)
