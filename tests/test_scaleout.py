@@ -193,14 +193,17 @@ def test_slurm_script_runs_without_a_venv_from_any_directory(setup, tmp_path):
 # ------------------------------------------------------------------------------------------------ sharded init
 
 
-def test_sharded_scratch_init_has_the_depth_scaled_statistics(setup):
+@pytest.mark.parametrize("tied", [True, False])
+def test_sharded_scratch_init_has_the_depth_scaled_statistics(tmp_path, tied):
     """A meta-device build gets, after to_empty + initialize_sharded_scratch_, exactly the values (hence the
     statistics) of a whole-model build: the shard-by-shard path draws the same whole tensors in the same order."""
     import torch
 
     from posttrain.models import build_model, depth_scale_bound, initialize_sharded_scratch_
 
-    model_params = ModelParams(name_or_path=str(setup / "base"), init="scratch", init_seed=7)
+    tiny_qwen2_config(300, hidden_size=64, heads=2, kv_heads=1, intermediate=128, layers=2,
+                      tie_word_embeddings=tied).save_pretrained(tmp_path)
+    model_params = ModelParams(name_or_path=str(tmp_path), init="scratch", init_seed=7)
     whole = build_model(model_params, dtype=torch.float32)
     meta = build_model(model_params, dtype=torch.float32, on_meta=True)
     assert all(p.is_meta for p in meta.parameters()) and not any(b.is_meta for b in meta.buffers())
@@ -211,6 +214,8 @@ def test_sharded_scratch_init_has_the_depth_scaled_statistics(setup):
     bound = depth_scale_bound(w.shape[1], w.shape[0], 2, "paper")
     assert w.abs().max() <= bound and w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
     assert torch.equal(meta.model.rotary_emb.inv_freq, whole.model.rotary_emb.inv_freq)
+    assert (meta.lm_head.weight is meta.model.embed_tokens.weight) == tied
+    assert meta.lm_head.weight.std().item() == pytest.approx(0.02, rel=0.1)
 
 
 # ------------------------------------------------------------------------------------------------ two processes

@@ -84,9 +84,11 @@ def check_job_matches_params(params: RunParams, config: SFTConfig) -> None:
     state, backend = PartialState(), params.launch.backend
     wanted = launch_world_size(params)
     if state.num_processes != wanted:
-        raise ValueError(f"launch.num_machines × launch.gpus_per_machine = {wanted} process(es) for backend "
-                         f"{backend!r}, but this job runs {state.num_processes} (`accelerate launch --cpu` or a "
-                         "MULTI_CPU config start one process without a warning); launch with "
+        why = ("`accelerate launch --cpu` and MULTI_CPU configs start one process without a warning"
+               if state.num_processes < wanted else "the launch section is what the schedule and the checks rely on")
+        asked = ("launch.backend 'local' is 1 process" if backend == "local" else
+                 f"launch.num_machines × launch.gpus_per_machine = {wanted} process(es) for backend {backend!r}")
+        raise ValueError(f"{asked}, but this job runs {state.num_processes} ({why}); launch with "
                          "`python -m posttrain.training --params FILE`")
     precision = "bf16" if config.bf16 else "no"
     if config.mixed_precision != precision:
