@@ -772,6 +772,21 @@ def test_fake_verdict_markers_do_not_pass(mode, semantics):
     assert not v.correct and v.status in ("wrong_answer", "runtime_error"), v
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_lcb_program_cannot_extend_its_own_deadline(mode):
+    """Under lcb the program shares a process with the harness (fd 3 carries its results): writing the
+    harness's 'loaded' record there must not restart its clock."""
+    prog = py("""
+        import os, time
+        for _ in range(40):
+            os.write(3, b'{"t": "loaded"}\\n')
+            time.sleep(0.1)
+        print(1)
+    """)
+    v = grade_code_verdict(prog, stdin_tests(("", "1")), timeout_s=1.0, sandbox=mode, semantics="lcb")
+    assert not v.correct, v
+
+
 @pytest.mark.parametrize("semantics", ["lcb", "strict"])
 @pytest.mark.parametrize("mode", MODES)
 def test_expected_outputs_never_enter_the_sandbox(mode, semantics):

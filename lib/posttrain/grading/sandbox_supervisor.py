@@ -776,14 +776,14 @@ def lcb_job(job, code, ctx, out):
     os.close(w)
     os.set_blocking(r, False)
     reader, pidfd = _FrameReader(r, 6 * cap + (1 << 16)), _pidfd(pid)
-    state = {"sent": 0, "last": time.monotonic(), "ended": False}
+    state = {"sent": 0, "last": time.monotonic(), "ended": False, "loaded": False}
     state["deadline"] = state["last"] + timeout  # loading the module gets a time limit too, as in the runner
 
     def forward(records):
         for rec in records:
             now = time.monotonic()
-            if rec.get("t") == "loaded":
-                state["last"], state["deadline"] = now, now + timeout
+            if rec.get("t") == "loaded" and not state["loaded"]:  # once: it must not extend its own deadline
+                state["loaded"], state["last"], state["deadline"] = True, now, now + timeout
                 continue
             frame = _lcb_frame(state["sent"], rec, now - state["last"], cap)
             out(frame)
