@@ -118,7 +118,7 @@ def test_reference_programs_pass_their_tests_in_the_sandbox(split, count):
     assert len(sample) >= 10
     items = [{"response": t.solution, "tests": t.tests, "fn_name": t.func_name} for t in sample]
     verdicts = grading.grade_code_batch(items)
-    failed = [(t.key, v) for t, v in zip(sample, verdicts) if not v.passed]
+    failed = [(t.key, v) for t, v in zip(sample, verdicts) if not v.correct]
     assert not failed, failed[:3]
 
 
