@@ -39,7 +39,8 @@ def pack_rows(dataset, max_length: int, strategy: str = "bfd"):
 
     if strategy not in ("bfd", "bfd_split"):
         raise ValueError(f"strategy must be 'bfd' or 'bfd_split' (document boundaries kept), got {strategy!r}")
-    missing = {"input_ids", "labels"} - set(dataset.column_names or [])
+    columns = dataset.column_names  # None for some streamed datasets: then TRL's packer names what is missing
+    missing = {"input_ids", "labels"} - set(columns) if columns is not None else set()
     if missing:
         raise ValueError(f"pack_rows needs tokenized columns input_ids and labels; missing {sorted(missing)}")
     return pack_dataset(dataset.select_columns(["input_ids", "labels"]), max_length, strategy)

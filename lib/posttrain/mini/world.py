@@ -603,3 +603,51 @@ def train_world_tokenizer(corpus: list[str], tasks: WorldTasks, vocab_size: int)
     sft = [m["content"] for p in tasks.math_train for m in math_sft_messages(p.problem, p.solution)]
     sft += [m["content"] for t in tasks.code_train for m in code_sft_messages(t.question, t.solution)]
     return train_tokenizer(corpus + sft, vocab_size)
+
+
+# ---------------------------------------------------------------------------------------------- sizes (CLI)
+
+
+def world_stats(spec: WorldSpec, vocab_sizes: tuple[int, ...] = ()) -> list[str]:
+    """Sizes and build times of a world (docs/miniature.md §13), and token counts per tokenizer size."""
+    import time
+
+    t0 = time.perf_counter()
+    world = make_world(spec)
+    corpus = build_world_corpus(world, spec)
+    t1 = time.perf_counter()
+    tasks = build_world_tasks(world, spec)
+    t2 = time.perf_counter()
+    problems = tasks.math_train + tasks.math_test + tasks.math_competition + tasks.knowledge_probe + tasks.knowledge_seen
+    wrong = sum(not check_math_answer(world, p) for p in problems)
+    lines = [f"world seed {spec.seed}: {len(world.towns)} towns, corpus {len(corpus)} documents, "
+             f"{sum(map(len, corpus)):,} characters ({t1 - t0:.1f} s); sets ({t2 - t1:.1f} s): "
+             + ", ".join(f"{k} {len(v)}" for k, v in tasks.__dict__.items())
+             + f"; math answers wrong when recomputed: {wrong} of {len(problems)}"]
+    for vocab in vocab_sizes:
+        t = time.perf_counter()
+        tok = train_world_tokenizer(corpus, tasks, vocab)
+        train_s = time.perf_counter() - t
+        corpus_tokens = sum(len(ids) for ids in tok(corpus, add_special_tokens=False)["input_ids"])
+        lines.append(f"vocab {len(tok)}: trained in {train_s:.1f} s, corpus {corpus_tokens:,} tokens, SFT example "
+                     f"tokens (mean/max) math {_chat_lengths(tok, tasks, 'math')}, code {_chat_lengths(tok, tasks, 'code')}")
+    return lines
+
+
+def _chat_lengths(tok, tasks: WorldTasks, domain: str, sample: int = 1000) -> str:
+    from posttrain.prompts import code_sft_messages, math_sft_messages
+
+    msgs = ([math_sft_messages(p.problem, p.solution) for p in tasks.math_train[:sample]] if domain == "math" else
+            [code_sft_messages(t.question, t.solution) for t in tasks.code_train[:sample]])
+    lengths = [len(tok.apply_chat_template(m, tokenize=True, return_dict=True)["input_ids"]) for m in msgs]
+    return f"{sum(lengths) / len(lengths):.0f}/{max(lengths)}"
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Sizes of a generated world: python -m posttrain.mini.world --vocab 1024")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--vocab", type=int, nargs="*", default=[], help="also train tokenizers of these sizes")
+    cli = ap.parse_args()
+    print("\n".join(world_stats(WorldSpec(seed=cli.seed), tuple(cli.vocab))))

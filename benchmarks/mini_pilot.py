@@ -1,0 +1,128 @@
+"""Pilot for docs/miniature.md: does the 0%-Pre arm (random init + SFT) learn the world's math at a small SFT budget?
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mini_pilot.py --examples 2000 --eval 120
+
+A pilot world (seed >= 1000: other towns and problems than the final study's world 0), its tokenizer (vocab
+1,024), math SFT examples (the first --examples of the pool, one pass) through TRL's SFTTrainer with per-row packed
+rows (posttrain.collate) and the design's recipe (AdamW, peak LR --lr, cosine, 5% warmup). At each of --evals-at
+(fractions of the run) it greedily decodes --eval problems of `math_test` (self-contained, levels 1-2) and of the
+held-out-town knowledge probe and grades them with posttrain.grading.grade_math. Prints one line per evaluation.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from posttrain.collate import PER_ROW_SFT_CONFIG, PerRowPackedCollator, pack_rows
+from posttrain.data import ensure_chat_template, tokenize_sft
+from posttrain.grading import grade_math
+from posttrain.mini import world as W
+from posttrain.models import tiny_qwen2_config
+from posttrain.prompts import OMR_MATH_PROMPT, math_sft_messages
+
+
+def pilot_spec(seed: int, examples: int) -> W.WorldSpec:
+    # The corpus only trains the tokenizer here (0%-Pre never sees it): a smaller one keeps the same vocabulary.
+    return W.WorldSpec(seed=seed, exposures_per_fact=60, arithmetic_docs=2000, program_docs=2000, story_docs=500,
+                       math_train=max(examples, 1000), code_train=500)
+
+
+@torch.no_grad()
+def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int = 96, batch: int = 40) -> tuple[float, str]:
+    model.eval()
+    tokenizer.padding_side = "left"
+    correct, sample = 0, ""
+    for i in range(0, len(problems), batch):
+        chunk = problems[i:i + batch]
+        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": OMR_MATH_PROMPT.format(problem=p.problem)}],
+                                                 tokenize=False, add_generation_prompt=True) for p in chunk]
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        correct += sum(grade_math(t, p.answer) for t, p in zip(texts, chunk))
+        sample = sample or f"{chunk[0].problem!r} -> {texts[0]!r}"
+    model.train()
+    return correct / len(problems), sample
+
+
+class EvalAt(TrainerCallback):
+    def __init__(self, steps: set[int], run_eval):
+        self.steps, self.run_eval = steps, run_eval
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step in self.steps:
+            self.run_eval(model, state.global_step)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--world-seed", type=int, default=1000)
+    ap.add_argument("--examples", type=int, default=2000, help="math SFT examples (one pass)")
+    ap.add_argument("--eval", type=int, default=120, help="problems per evaluation set")
+    ap.add_argument("--evals-at", type=float, nargs="+", default=[0.5, 1.0])
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--rows", type=int, default=4, help="packed rows per step")
+    ap.add_argument("--seq-len", type=int, default=512)
+    ap.add_argument("--seed", type=int, default=0, help="init and data-order seed")
+    args = ap.parse_args()
+    if args.world_seed < 1000:
+        raise SystemExit("--world-seed must be >= 1000: pilots never touch the final study's world (seed 0)")
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    t0 = time.perf_counter()
+    spec = pilot_spec(args.world_seed, args.examples)
+    world = W.make_world(spec)
+    tasks = W.build_world_tasks(world, spec)
+    tokenizer = ensure_chat_template(W.train_world_tokenizer(W.build_world_corpus(world, spec), tasks, 1024))
+    rows = Dataset.from_list([{"messages": math_sft_messages(p.problem, p.solution)}
+                              for p in tasks.math_train[:args.examples]])
+    tokenized, _ = tokenize_sft(rows, tokenizer, args.seq_len, assistant_only_loss=True)
+    packed = pack_rows(tokenized, args.seq_len, "bfd")
+    steps = math.ceil(len(packed) / args.rows)
+    sft_tokens = sum(len(ids) for ids in tokenized["input_ids"])
+    cfg = tiny_qwen2_config(len(tokenizer), hidden_size=128, layers=2, heads=4, kv_heads=2, intermediate=512,
+                            max_pos=1024, bos_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id)
+    cfg._attn_implementation = "sdpa"
+    torch.manual_seed(args.seed)
+    model = AutoModelForCausalLM.from_config(cfg)
+    print(f"world_seed={args.world_seed} examples={args.examples} sft_tokens={sft_tokens} rows={len(packed)} "
+          f"steps={steps} lr={args.lr} threads={torch.get_num_threads()} setup={time.perf_counter() - t0:.0f}s",
+          flush=True)
+    test, probe = tasks.math_test[:args.eval], tasks.knowledge_probe[:args.eval]
+    train_start = time.perf_counter()
+
+    def run_eval(m, step):
+        t = time.perf_counter()
+        acc, sample = greedy_accuracy(m, tokenizer, test)
+        probe_acc, _ = greedy_accuracy(m, tokenizer, probe)
+        print(f"step={step}/{steps} sft_tokens~{sft_tokens * step // steps} math_test={acc:.3f} (n={len(test)}) "
+              f"knowledge_probe={probe_acc:.3f} (n={len(probe)}) train_s={t - train_start:.0f} "
+              f"eval_s={time.perf_counter() - t:.0f}\n  sample: {sample[:300]}", flush=True)
+
+    eval_steps = {max(1, round(f * steps)) for f in args.evals_at}
+    with tempfile.TemporaryDirectory() as out:
+        config = SFTConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=args.rows,
+                           learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=max(1, steps // 20),
+                           weight_decay=0.0, max_length=args.seq_len, report_to="none", use_cpu=True,
+                           save_strategy="no", logging_steps=max(1, steps // 5), disable_tqdm=True,
+                           dataloader_num_workers=0, seed=args.seed, data_seed=args.seed, **PER_ROW_SFT_CONFIG)
+        trainer = SFTTrainer(model=model, args=config, train_dataset=packed, processing_class=tokenizer,
+                             data_collator=PerRowPackedCollator(tokenizer.pad_token_id, args.seq_len),
+                             callbacks=[EvalAt(eval_steps, run_eval)])
+        trainer.train()
+
+
+if __name__ == "__main__":
+    main()
