@@ -4,7 +4,7 @@ Builds a BPE tokenizer (trained here with `tokenizers`) and a random Qwen2 model
 attention accepts), then runs the generation worker (`python -m posttrain.generation`) for each engine twice: a
 1-token request (= start-up: interpreter, model load, KV-cache allocation) and the full request.
 Decode throughput = generated tokens / (full - start-up).
-Run: `PYTHONPATH=lib .venv/bin/python benchmarks/generation.py [--prompts 20 --n 10 ...]`.
+Run: `.venv/bin/python benchmarks/generation.py [--prompts 20 --n 10 ...]`.
 """
 from __future__ import annotations
 

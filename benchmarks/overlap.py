@@ -3,7 +3,7 @@
 The index holds `--problems` synthetic benchmark problems; `--rows` SFT rows of `--words` tokens stream through it
 from a generator (a few of them quote a problem, which must be found). Peak RSS should stay flat as --rows grows.
 
-Run: PYTHONPATH=lib .venv/bin/python benchmarks/overlap.py --rows 200000 --words 120
+Run: .venv/bin/python benchmarks/overlap.py --rows 200000 --words 120
 """
 import argparse
 import resource

@@ -3,7 +3,7 @@
 `dtype: auto` makes vLLM run an fp32 checkpoint in bf16; CPUs without AVX-512 BF16 emulate it. For each dtype a
 fresh process builds the engine (in-process core, as posttrain.generation does on CPU), runs one warm-up request,
 then times the same batch (fixed length: ignore_eos) `--repeats` times. Model: benchmarks/generation.py's tiny
-random Qwen2. Run: `PYTHONPATH=lib .venv/bin/python benchmarks/vllm_dtype.py [--prompts 24 --n 5 --max-tokens 96]`.
+random Qwen2. Run: `.venv/bin/python benchmarks/vllm_dtype.py [--prompts 24 --n 5 --max-tokens 96]`.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Benchmark registry and loaders: the real files in ../shared/data, an LCB-format fixture, prompt rendering.
 
-Run: PYTHONPATH=lib .venv/bin/python -m pytest tests/test_eval_sets.py -q
+Run: .venv/bin/python -m pytest tests/test_eval_sets.py -q
 """
 import base64
 import json

@@ -1,7 +1,7 @@
 """Evaluation: planning over checkpoints, resumable records, grading + scoring into results.csv, end to end on a
 tiny model (HF in-process; vLLM in its worker, marked slow).
 
-Run: PYTHONPATH=lib .venv/bin/python -m pytest tests/test_evaluation.py -q   (add -m "not slow" to skip vLLM)
+Run: .venv/bin/python -m pytest tests/test_evaluation.py -q   (add -m "not slow" to skip vLLM)
 """
 import importlib.util
 import json

@@ -1,6 +1,6 @@
 """posttrain.export: notebooks → HTML and index.html, checked as a reader would (headless Chromium screenshot).
 
-Run: PYTHONPATH=lib .venv/bin/python -m pytest tests/test_export.py -x -q
+Run: .venv/bin/python -m pytest tests/test_export.py -x -q
 The Chromium checks are skipped where no chromium binary is installed (`apt-get install -y chromium`).
 """
 import base64

@@ -7,7 +7,7 @@ cannot be graded (no answer, no tests) are returned beside them in `ProblemSet.u
 
 LiveCodeBench private tests are stored as base64(zlib(pickle(json string))). They are unpickled with a restricted
 unpickler that refuses every class (a pickled `str` needs none), so a tampered file raises instead of running code.
-Run the tests with `PYTHONPATH=lib .venv/bin/python -m pytest tests/test_eval_sets.py -q`.
+Run the tests with `.venv/bin/python -m pytest tests/test_eval_sets.py -q`.
 """
 from __future__ import annotations
 
