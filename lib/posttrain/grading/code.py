@@ -8,7 +8,8 @@ parallel, in order.
 Two semantics (``semantics=``):
 
 * ``"lcb"`` (default): the verdict LiveCodeBench's official runner (``lcb_runner/evaluation/testing_util.py``
-  with ``compute_code_generation_metrics.py``) gives, quirks included, so pass@1 is comparable with every
+  with ``compute_code_generation_metrics.py``, as of commit 28fef95, 2025-07: last-two-fence extraction and a
+  fake stdin with ``.buffer``; older commits took the first two fences) gives, quirks included, so pass@1 is comparable with every
   published LiveCodeBench number. The code is the text between the last two lines that contain three
   backticks. A stdin program is wrapped as the runner wraps it: a final ``if __name__ == '__main__':`` block
   unwrapped, its imports hoisted after the stdlib prelude, every other statement moved into
