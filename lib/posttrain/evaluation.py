@@ -301,7 +301,9 @@ def run_evaluation(study: StudyParams, force: bool = False, jobs: list[EvalJob] 
     force=True deletes the jobs' records first, so everything is regenerated.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+
+    from posttrain.progress import bar, bars_disabled
+    progress = progress and not bars_disabled()  # also silences the graders' and the engine's own bars
     params = study.evaluate
     jobs = plan_evaluations(study) if jobs is None else jobs
     problems = load_problems([b for j in jobs for b in j.benchmarks], params)
@@ -313,7 +315,7 @@ def run_evaluation(study: StudyParams, force: bool = False, jobs: list[EvalJob] 
                 f.unlink()
     generate_jobs([(job, records_dir(study.run_dir, job.model, job.checkpoint)) for job in jobs], problems, params,
                   engine=engine, progress=progress)
-    for job in tqdm(jobs, desc="grade + score", disable=not progress):
+    for job in bar(progress, iterable=jobs, desc="grade + score"):
         ckpt_dir = records_dir(study.run_dir, job.model, job.checkpoint)
         grade_job(job, problems, params, ckpt_dir, progress=progress)
         results += score_job(job, problems, params, ckpt_dir, study.run_dir)
