@@ -43,7 +43,7 @@ LCB_PRELUDE = ("".join(f"from {m} import *\n" for m in PRELUDE_MODULES)
                + "".join(f"import {m}\n" for m in PRELUDE_MODULES if m not in ("builtins", "typing"))
                + "sys.setrecursionlimit(50000)\n")
 # Imported once by the warm supervisor so that no job pays for them: what the lcb runner itself uses.
-_WARM_MODULES = ("unittest.mock", "shutil", "subprocess", "faulthandler", "traceback", "linecache", "ctypes")
+_WARM_MODULES = ("shutil", "subprocess", "faulthandler", "traceback", "linecache", "ctypes")
 LCB_INT_MAX_STR_DIGITS = 50000  # set by LiveCodeBench's compute_code_generation_metrics at import
 
 RESULT_FD = 3      # a child's results go here (fds 0-2 are the program's stdio)
@@ -585,9 +585,6 @@ class _LcbRunner:
         self.string_io, self.builtins = io.StringIO, builtins
         self.dumps, self.write_all, self.now, self.exit = json.dumps, write_all, time.monotonic, os._exit
         self.encode = _encoder()
-        if not self.functional:
-            from unittest import mock  # warm in the supervisor; the runner patches builtins.open with it
-            self.mock_open = mock.mock_open
 
     def send(self, record):
         try:
@@ -659,7 +656,8 @@ class _LcbRunner:
 
         def mocked_open(*args, **kwargs):
             if not made:
-                made.append(self.mock_open(read_data=text))
+                from unittest.mock import mock_open  # rarely needed: imported (~30 ms) only then
+                made.append(mock_open(read_data=text))
             return made[0](*args, **kwargs)
 
         return mocked_open
