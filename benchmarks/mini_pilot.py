@@ -38,7 +38,7 @@ def pilot_spec(seed: int, examples: int) -> W.WorldSpec:
 def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int = 96, batch: int = 40) -> tuple[float, str]:
     model.eval()
     tokenizer.padding_side = "left"
-    correct, sample = 0, ""
+    correct, sample, by_group = 0, "", {}
     for i in range(0, len(problems), batch):
         chunk = problems[i:i + batch]
         prompts = [tokenizer.apply_chat_template([{"role": "user", "content": OMR_MATH_PROMPT.format(problem=p.problem)}],
@@ -47,10 +47,15 @@ def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int = 96, batch:
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        correct += sum(grade_math(t, p.answer) for t, p in zip(texts, chunk))
+        for t, p in zip(texts, chunk):
+            ok = grade_math(t, p.answer)
+            correct += ok
+            hits = by_group.setdefault(f"{p.family}{p.level or ''}", [0, 0])
+            hits[0], hits[1] = hits[0] + ok, hits[1] + 1
         sample = sample or f"{chunk[0].problem!r} -> {texts[0]!r}"
     model.train()
-    return correct / len(problems), sample
+    groups = " ".join(f"{g}:{c}/{n}" for g, (c, n) in sorted(by_group.items()))
+    return correct / len(problems), f"[{groups}] {sample}"
 
 
 class EvalAt(TrainerCallback):
@@ -72,6 +77,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=4, help="packed rows per step")
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0, help="init and data-order seed")
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
     args = ap.parse_args()
     if args.world_seed < 1000:
         raise SystemExit("--world-seed must be >= 1000: pilots never touch the final study's world (seed 0)")
@@ -91,13 +98,14 @@ def main() -> None:
     packed = pack_rows(tokenized, args.seq_len, "bfd")
     steps = math.ceil(len(packed) / args.rows)
     sft_tokens = sum(len(ids) for ids in tokenized["input_ids"])
-    cfg = tiny_qwen2_config(len(tokenizer), hidden_size=128, layers=2, heads=4, kv_heads=2, intermediate=512,
+    cfg = tiny_qwen2_config(len(tokenizer), hidden_size=args.hidden, layers=args.layers, heads=4, kv_heads=2,
+                            intermediate=4 * args.hidden,
                             max_pos=1024, bos_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                             pad_token_id=tokenizer.pad_token_id)
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(args.seed)
     model = AutoModelForCausalLM.from_config(cfg)
-    print(f"world_seed={args.world_seed} examples={args.examples} sft_tokens={sft_tokens} rows={len(packed)} "
+    print(f"params={sum(p.numel() for p in model.parameters()) / 1e6:.2f}M world_seed={args.world_seed} examples={args.examples} sft_tokens={sft_tokens} rows={len(packed)} "
           f"steps={steps} lr={args.lr} threads={torch.get_num_threads()} setup={time.perf_counter() - t0:.0f}s",
           flush=True)
     test, probe = tasks.math_test[:args.eval], tasks.knowledge_probe[:args.eval]
@@ -109,7 +117,7 @@ def main() -> None:
         probe_acc, _ = greedy_accuracy(m, tokenizer, probe)
         print(f"step={step}/{steps} sft_tokens~{sft_tokens * step // steps} math_test={acc:.3f} (n={len(test)}) "
               f"knowledge_probe={probe_acc:.3f} (n={len(probe)}) train_s={t - train_start:.0f} "
-              f"eval_s={time.perf_counter() - t:.0f}\n  sample: {sample[:300]}", flush=True)
+              f"eval_s={time.perf_counter() - t:.0f}\n  {sample[:400]}", flush=True)
 
     eval_steps = {max(1, round(f * steps)) for f in args.evals_at}
     with tempfile.TemporaryDirectory() as out:
