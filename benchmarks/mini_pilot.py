@@ -41,8 +41,9 @@ def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int = 96, batch:
     correct, sample, by_group = 0, "", {}
     for i in range(0, len(problems), batch):
         chunk = problems[i:i + batch]
-        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": OMR_MATH_PROMPT.format(problem=p.problem)}],
-                                                 tokenize=False, add_generation_prompt=True) for p in chunk]
+        prompts = [tokenizer.apply_chat_template(
+            [{"role": "user", "content": OMR_MATH_PROMPT.format(problem=p.problem)}], tokenize=False,
+            add_generation_prompt=True) for p in chunk]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
@@ -105,7 +106,8 @@ def main() -> None:
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(args.seed)
     model = AutoModelForCausalLM.from_config(cfg)
-    print(f"params={sum(p.numel() for p in model.parameters()) / 1e6:.2f}M world_seed={args.world_seed} examples={args.examples} sft_tokens={sft_tokens} rows={len(packed)} "
+    print(f"params={sum(p.numel() for p in model.parameters()) / 1e6:.2f}M world_seed={args.world_seed} "
+          f"examples={args.examples} sft_tokens={sft_tokens} rows={len(packed)} "
           f"steps={steps} lr={args.lr} threads={torch.get_num_threads()} setup={time.perf_counter() - t0:.0f}s",
           flush=True)
     test, probe = tasks.math_test[:args.eval], tasks.knowledge_probe[:args.eval]

@@ -134,7 +134,8 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     print(f"torch={torch.__version__} transformers={transformers.__version__} load_avg={os.getloadavg()[0]:.1f}")
     print(f"stage={args.stage} rows={len(packed)} fill={fill:.2f} vocab={len(tokenizer)} params={params / 1e6:.2f}M "
-          f"batch={args.batch}x{args.seq_len} steps={args.steps} (+{args.warmup} warmup) setup={time.perf_counter() - t0:.0f}s")
+          f"batch={args.batch}x{args.seq_len} steps={args.steps} (+{args.warmup} warmup) "
+          f"setup={time.perf_counter() - t0:.0f}s")
     tokens = args.steps * args.batch * args.seq_len
     for threads in args.threads:
         torch.set_num_threads(threads)

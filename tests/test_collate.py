@@ -80,7 +80,8 @@ def test_pack_rows_keeps_document_lengths():
     ds = Dataset.from_dict({"input_ids": docs, "labels": docs, "extra": list(range(5))})
     packed = pack_rows(ds, 64, "bfd")
     assert sorted(n for row in packed["seq_lengths"] for n in row) == [10, 20, 25, 30, 40]
-    assert all(len(ids) <= 64 and sum(lens) == len(ids) for ids, lens in zip(packed["input_ids"], packed["seq_lengths"]))
+    rows = zip(packed["input_ids"], packed["seq_lengths"])
+    assert all(len(ids) <= 64 and sum(lens) == len(ids) for ids, lens in rows)
     with pytest.raises(ValueError, match="labels"):
         pack_rows(ds.remove_columns(["labels"]), 64)
 

@@ -1,9 +1,12 @@
 """A generated world for the miniature (issue 13): towns with numeric facts, the general text that describes them
 (the pre-training corpus), and the SFT problems and evaluation sets that use them. Design: docs/miniature.md.
 
-    world = make_world(WorldSpec(seed=0))
-    corpus = build_world_corpus(world)                  # list[str]: general text, never the SFT chat format
-    sets = build_world_tasks(world)                     # {"math_train": [...], "math_test": [...], ...}
+    spec = WorldSpec(seed=0)
+    world = make_world(spec)
+    corpus = build_world_corpus(world, spec)            # list[str]: general text, never the SFT chat format
+    tasks = build_world_tasks(world, spec)              # WorldTasks: math_train, math_test, ..., fill_in
+
+    python -m posttrain.mini.world --seed 0 --vocab 1024  # sizes, build times, token counts
 
 Why a world: pre-training can only matter if its text carries something the tasks use. Here the corpus states every
 town's facts many times in varied prose (as in "Physics of Language Models" 3.1), shows worked arithmetic as
@@ -150,7 +153,7 @@ def arithmetic_document(world: World, rng: random.Random) -> str:
     """Worked arithmetic as narrative prose (past tense, no question): the operations the tasks need, shown with
     equations, in a register the SFT problems do not use."""
     town, person = rng.choice(world.towns).name, rng.choice(PEOPLE)
-    one, many = rng.choice(GOODS)
+    many = rng.choice(GOODS)[1]
     a, b = rng.randint(2, 60), rng.randint(2, 30)
     kind = rng.randrange(5)
     if kind == 0:
@@ -181,10 +184,12 @@ def program_document(rng: random.Random) -> str:
     kind = rng.randrange(6)
     if kind == 0:
         sel = [x for x in nums if x % 2 == 0]
-        code, what, out = f"nums = {nums}\nprint(sum(x for x in nums if x % 2 == 0))", "adds up the even numbers", sum(sel)
+        code = f"nums = {nums}\nprint(sum(x for x in nums if x % 2 == 0))"
+        what, out = "adds up the even numbers", sum(sel)
     elif kind == 1:
         sel = [x for x in nums if x > k]
-        code, what, out = f"nums = {nums}\nprint(len([x for x in nums if x > {k}]))", f"counts the numbers above {k}", len(sel)
+        code = f"nums = {nums}\nprint(len([x for x in nums if x > {k}]))"
+        what, out = f"counts the numbers above {k}", len(sel)
     elif kind == 2:
         code, what, out = f"nums = {nums}\nprint(max(nums))", "finds the largest number", max(nums)
     elif kind == 3:
@@ -224,7 +229,7 @@ def _finish(steps: list[str], answer: int) -> str:
 def chain_problem(world: World, rng: random.Random, level: int) -> MathProblem:
     """Goods loaded and unloaded at stops: a chain of + and -; level 3 adds a doubling step."""
     town = rng.choice(world.towns).name
-    one, many = rng.choice(GOODS)
+    many = rng.choice(GOODS)[1]
     hi = {1: 20, 2: 50, 3: 99}[level]
     total = rng.randint(hi // 2, hi)
     text, steps = f"A cart leaves {town} with {total} {many}.", []
@@ -250,7 +255,7 @@ def chain_problem(world: World, rng: random.Random, level: int) -> MathProblem:
 def rows_problem(world: World, rng: random.Random, level: int) -> MathProblem:
     """Rows times items per row, then some taken away (level 2-3: more events)."""
     town, person = rng.choice(world.towns).name, rng.choice(PEOPLE)
-    one, many = rng.choice(GOODS)
+    many = rng.choice(GOODS)[1]
     lo, hi = {1: (2, 9), 2: (3, 12), 3: (6, 25)}[level]
     rows, per = rng.randint(lo, hi), rng.randint(lo, hi)
     total = rows * per
@@ -274,7 +279,7 @@ def rows_problem(world: World, rng: random.Random, level: int) -> MathProblem:
 def share_problem(world: World, rng: random.Random, level: int) -> MathProblem:
     """Equal shares: quotient or remainder; level 3 shares a product."""
     town = rng.choice(world.towns).name
-    one, many = rng.choice(GOODS)
+    many = rng.choice(GOODS)[1]
     m = rng.randint(2, 9 if level < 3 else 13)
     steps = []
     if level == 3:
@@ -451,7 +456,8 @@ def list_specs(hard: bool = False) -> list[CodeSpec]:
                     m = 2 + (k + len(red)) % 4
                     specs.append(CodeSpec(f"hard-list/{filt}/{k}/{red}", f"Print {red_phrase} {p}, multiplied by {m}",
                                           "list", [select, f"result = {expr} * {m}"],
-                                          f"Select {p}, reduce, then multiply by {m}.", c if red in ("max", "min") else None, True))
+                                          f"Select {p}, reduce, then multiply by {m}.",
+                                          c if red in ("max", "min") else None, True))
                 else:
                     specs.append(CodeSpec(f"list/{filt}/{k}/{red}", f"Print {red_phrase} {p}", "list",
                                           [select, f"result = {expr}"], f"Select {p}, then take {red_phrase} them.",
@@ -472,7 +478,8 @@ def loop_specs() -> list[CodeSpec]:
     specs += [CodeSpec(f"countdiv/{k}", f"Print how many numbers from 1 to n are divisible by {k}", "int",
                        [f"result = n // {k}"], f"Every {k}-th number is divisible by {k}.") for k in range(2, 10)]
     specs += [CodeSpec("word/reverse", "Print the word reversed", "word", ["result = w[::-1]"], "Reverse the word."),
-              CodeSpec("word/length", "Print the length of the word", "word", ["result = len(w)"], "Count the letters."),
+              CodeSpec("word/length", "Print the length of the word", "word", ["result = len(w)"],
+                       "Count the letters."),
               CodeSpec("word/upper", "Print the word in upper case", "word", ["result = w.upper()"], "Upper-case it.")]
     specs += [CodeSpec(f"word/count/{c}", f'Print how many times the letter "{c}" appears in the word', "word",
                        [f'result = w.count("{c}")'], f'Count the letter "{c}".') for c in "aeiou"]
@@ -618,7 +625,8 @@ def world_stats(spec: WorldSpec, vocab_sizes: tuple[int, ...] = ()) -> list[str]
     t1 = time.perf_counter()
     tasks = build_world_tasks(world, spec)
     t2 = time.perf_counter()
-    problems = tasks.math_train + tasks.math_test + tasks.math_competition + tasks.knowledge_probe + tasks.knowledge_seen
+    problems = (tasks.math_train + tasks.math_test + tasks.math_competition + tasks.knowledge_probe
+                + tasks.knowledge_seen)
     wrong = sum(not check_math_answer(world, p) for p in problems)
     lines = [f"world seed {spec.seed}: {len(world.towns)} towns, corpus {len(corpus)} documents, "
              f"{sum(map(len, corpus)):,} characters ({t1 - t0:.1f} s); sets ({t2 - t1:.1f} s): "
@@ -630,7 +638,8 @@ def world_stats(spec: WorldSpec, vocab_sizes: tuple[int, ...] = ()) -> list[str]
         train_s = time.perf_counter() - t
         corpus_tokens = sum(len(ids) for ids in tok(corpus, add_special_tokens=False)["input_ids"])
         lines.append(f"vocab {len(tok)}: trained in {train_s:.1f} s, corpus {corpus_tokens:,} tokens, SFT example "
-                     f"tokens (mean/max) math {_chat_lengths(tok, tasks, 'math')}, code {_chat_lengths(tok, tasks, 'code')}")
+                     f"tokens (mean/max) math {_chat_lengths(tok, tasks, 'math')}, "
+                     f"code {_chat_lengths(tok, tasks, 'code')}")
     return lines
 
 
