@@ -23,11 +23,6 @@ def built():
     return world, W.build_world_corpus(world, SMALL), W.build_world_tasks(world, SMALL)
 
 
-def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    words = re.findall(r"\w+", text.lower())
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
-
-
 def eval_math(tasks):
     return tasks.math_test + tasks.math_competition + tasks.knowledge_probe + tasks.knowledge_seen
 
@@ -109,12 +104,15 @@ def test_eval_items_are_not_sft_items(built):
 
 def test_eval_items_share_no_8gram_with_the_corpus(built):
     _, corpus, tasks = built
-    corpus_grams = set().union(*(word_ngrams(d, 8) for d in corpus))
     items = [p.problem for p in eval_math(tasks)] + [t.question for t in tasks.code_test + tasks.code_competition]
-    overlapping = [text for text in items if word_ngrams(text, 8) & corpus_grams]
-    assert not overlapping, overlapping[:3]
+    assert not W.contaminated(items, corpus)[:3]
     sft = [p.problem for p in tasks.math_train] + [t.question for t in tasks.code_train]
-    assert not [text for text in sft if word_ngrams(text, 8) & corpus_grams][:3]
+    assert not W.contaminated(sft, corpus)[:3]
+    # Control: an item pasted into a document (lower-cased, with text around it) is caught. (Items of the same
+    # template sharing its town and first numbers are caught too, hence `in`.)
+    leaked = corpus[:50] + [f"Some travellers said: {tasks.math_test[3].problem.lower()} Nobody knew."]
+    assert tasks.math_test[3].problem in W.contaminated(items, leaked)
+    assert not W.contaminated(items, corpus[:50])
 
 
 # ---------------------------------------------------------------------------------------------- corpus

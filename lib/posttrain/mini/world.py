@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import dataclass, field
 
 from posttrain.mini.code_tasks import CodeTask  # the code task record (tests in LiveCodeBench's stdin format)
@@ -599,6 +600,18 @@ def build_world_tasks(world: World, spec: WorldSpec) -> WorldTasks:
                       code_test=code_problems(test_specs, spec.code_test, spec.seed, "test"),
                       code_competition=code_problems(hard_specs(), spec.code_competition, spec.seed, "competition"),
                       fill_in=fill_in_probe(world))
+
+
+def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def contaminated(texts: list[str], corpus: list[str], n: int = 8) -> list[str]:
+    """The texts that share a word n-gram with the corpus (a build should refuse a world where an evaluation item
+    does: the corpus must never hold a benchmark item)."""
+    corpus_grams = set().union(*(word_ngrams(doc, n) for doc in corpus))
+    return [t for t in texts if word_ngrams(t, n) & corpus_grams]
 
 
 def train_world_tokenizer(corpus: list[str], tasks: WorldTasks, vocab_size: int):
