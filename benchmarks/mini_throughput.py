@@ -9,6 +9,7 @@ into rows of --seq-len by TRL's packer. Model: the miniature's 2-layer, 128-wide
 every path. Paths, each timed over --steps steps after --warmup steps, for each thread count:
 - plain: a hand-written loop (forward, backward, AdamW) over pre-collated per-row batches (posttrain.collate);
 - trl-per-row: TRL's SFTTrainer with posttrain.collate (per-row packed rows, documents masked from each other);
+- trl-per-row-hf-loss (--hf-loss): the same with transformers' loss in place of TRL's fused LM head;
 - trl-padding-free (--padding-free): TRL's own packing=True path (today's trainer.py), the whole batch flattened.
 Tokens counted per step = batch × seq-len (rows are padded to seq-len; the fill of packed rows is printed). The
 plain loop is timed before and after the TRL path and averaged, so a load change on a shared CPU shows as a spread.
@@ -23,7 +24,7 @@ import time
 
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, TrainerCallback
+from transformers import AutoModelForCausalLM, Trainer, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
 from posttrain.collate import PER_ROW_SFT_CONFIG, PerRowPackedCollator, pack_rows
@@ -88,7 +89,16 @@ class StepClock(TrainerCallback):
         self.end = time.perf_counter()
 
 
-def time_trl(model, tokenizer, dataset, batch: int, seq_len: int, steps: int, warmup: int, per_row: bool) -> float:
+class HFLossSFTTrainer(SFTTrainer):
+    """SFTTrainer with transformers' own loss (full logits, cross-entropy) instead of TRL's fused, tiled LM head and
+    its per-step entropy/accuracy metrics."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+
+def time_trl(model, tokenizer, dataset, batch: int, seq_len: int, steps: int, warmup: int, per_row: bool,
+             hf_loss: bool = False) -> float:
     clock = StepClock(warmup)
     with tempfile.TemporaryDirectory() as out:
         common = dict(output_dir=out, max_steps=warmup + steps, per_device_train_batch_size=batch, learning_rate=1e-3,
@@ -101,7 +111,7 @@ def time_trl(model, tokenizer, dataset, batch: int, seq_len: int, steps: int, wa
             config = SFTConfig(**common, packing=True, packing_strategy="bfd", padding_free=True,
                                assistant_only_loss=False, completion_only_loss=False)
             collator = None
-        trainer = SFTTrainer(model=copy.deepcopy(model), args=config, train_dataset=dataset,
+        trainer = (HFLossSFTTrainer if hf_loss else SFTTrainer)(model=copy.deepcopy(model), args=config, train_dataset=dataset,
                              processing_class=tokenizer, data_collator=collator, callbacks=[clock])
         trainer.train()
     return clock.end - clock.start
@@ -117,6 +127,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--vocab-size", type=int, default=1024)
     ap.add_argument("--padding-free", action="store_true", help="also time TRL's padding-free packing (today's path)")
+    ap.add_argument("--hf-loss", action="store_true",
+                    help="also time the per-row path with transformers' loss instead of TRL's fused LM head")
     args = ap.parse_args()
     import datasets
     import transformers
@@ -145,6 +157,10 @@ def main() -> None:
         plain = (plain_a + plain_b) / 2
         line = (f"threads={threads}  plain={plain:,.0f} tok/s (runs {plain_a:,.0f}, {plain_b:,.0f})  "
                 f"trl-per-row={trl:,.0f} tok/s  ratio={trl / plain:.2f}")
+        if args.hf_loss:
+            hf = tokens / time_trl(model, tokenizer, packed, args.batch, args.seq_len, args.steps, args.warmup, True,
+                                   hf_loss=True)
+            line += f"  trl-per-row-hf-loss={hf:,.0f} tok/s ({hf / plain:.2f})"
         if args.padding_free:
             flat = tokens / time_trl(model, tokenizer, tokenized, args.batch, args.seq_len, args.steps, args.warmup,
                                      False)
