@@ -148,6 +148,12 @@ def planned_schedule(params: RunParams) -> dict:
     return resolve_schedule(params, launch_world_size(params))
 
 
+def _shown(cmd: list[str]) -> str:
+    """A command as notebooks print it: paths inside the repository relative to it (a shared report must not carry
+    this machine's layout; the commands are run from the repository root)."""
+    return shlex.join(repo_relative(c) for c in cmd)
+
+
 def train_runs(runs: list[RunParams], force: bool = False) -> list[dict]:
     """Run the trainings that are not done yet, streaming their output; skip runs already done with the same params
     hash unless `force` (then they retrain from scratch). Runs on the local backend go, one after another, through
@@ -156,7 +162,8 @@ def train_runs(runs: list[RunParams], force: bool = False) -> list[dict]:
     local = []
     for params in runs:
         path = write_launch_params(params)
-        print(f"[{params.name}] {shlex.join(launch_command(params, path) + (['--no-resume'] if force else []))}")
+        cmd = launch_command(params, path) + (["--no-resume"] if force else [])
+        print(f"[{params.name}] {_shown(cmd)}")
         if is_done(params) and not force:
             print(f"[{params.name}] done with the same params hash: skipped")
         elif params.launch.backend != "local":
@@ -176,7 +183,7 @@ def _run_local(runs: list[tuple[RunParams, Path]], force: bool) -> None:
     cmd = launch_command(*runs[0]) + [a for _, path in runs[1:] for a in ("--params", str(path))]
     cmd += ["--no-resume"] if force else []
     by_name = {params.name: params for params, _ in runs}
-    print(f"[train_runs] {len(runs)} run(s) in one process: {shlex.join(cmd)}", flush=True)
+    print(f"[train_runs] {len(runs)} run(s) in one process: {_shown(cmd)}", flush=True)
     current, log_file, progress = None, None, None
     proc = start_job(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
