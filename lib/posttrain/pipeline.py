@@ -50,7 +50,9 @@ def run_stage(stage: str, params_path: Path, run_dir: Path, force: bool, kernel:
     try:
         pm.execute_notebook(
             str(NOTEBOOK_DIR / f"{stage}.ipynb"), str(out),
-            parameters={"params_path": str(params_path), "run_dir": str(run_dir), "force": force},
+            # repo-relative (the kernel runs in the repo root): the injected cell is part of the shared report
+            parameters={"params_path": str(repo_relative(params_path)), "run_dir": str(repo_relative(run_dir)),
+                        "force": force},
             kernel_name=kernel, cwd=str(REPO_ROOT), progress_bar=False, log_output=False)
     except pm.PapermillExecutionError as e:
         raise StageFailed(f"stage {stage} failed in cell {e.cell_index} (execution count {e.exec_count}): "
