@@ -3,10 +3,8 @@ two-process training on CPU, DDP and FSDP2, against a one-process run.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python -m pytest tests/test_scaleout.py -x -q    (~1-2 min; the slow tier most)
 """
-import json
 import math
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -17,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from posttrain.models import tiny_qwen2_config, train_chatml_tokenizer
+from posttrain.models import tiny_qwen2_config
 from posttrain.params import REPO_ROOT, ModelParams, RunParams
 from posttrain.runs import checkpoint_dir, list_checkpoints, read_done, read_loss_log
 from posttrain.training import LaunchConfigError, check_accelerate_config, launch_command, start_job, stop_job
@@ -28,19 +26,8 @@ CPU_WORKER = REPO_ROOT / "tests" / "fsdp_cpu_worker.py"
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    d = tmp_path_factory.mktemp("scaleout")
-    rng = random.Random(0)
-    rows = []
-    for _ in range(200):  # a learnable toy task: copy a short digit string, reversed
-        s = "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 6)))
-        rows.append({"messages": [{"role": "user", "content": f"reverse {s}"},
-                                  {"role": "assistant", "content": s[::-1]}]})
-    (d / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tok = train_chatml_tokenizer([r["messages"][0]["content"] for r in rows], vocab_size=300)
-    tok.save_pretrained(d / "base")
-    tiny_qwen2_config(len(tok), hidden_size=64, heads=2, kv_heads=1, intermediate=128, layers=2).save_pretrained(
-        d / "base")
-    return d
+    from fixtures.toy_task import write_reverse_task
+    return write_reverse_task(tmp_path_factory.mktemp("scaleout"), num_rows=200)
 
 
 def run_params(d: Path, name: str, backend: str = "local", processes: int = 1, **training) -> RunParams:
