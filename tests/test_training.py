@@ -124,6 +124,86 @@ def test_sigkill_and_resume_matches_uninterrupted_run(setup):
     assert json.loads((out / "done.json").read_text())["global_step"] == 24
 
 
+def test_per_row_batching_trains_like_padding_free_and_counts_real_tokens(setup):
+    """training.batching per_row (rows kept as rows, transformers' loss on CPU) against the default padding_free
+    (one flattened row, TRL's fused loss): the same packed rows in the same order, so the same curve and token count."""
+    runs = {b: RunParams.model_validate(train_params(setup, f"batching-{b}", batching=b, max_steps=8, save_steps=8))
+            for b in ("padding_free", "per_row")}
+    summaries = {b: train_in_process(p) for b, p in runs.items()}
+    logs = {b: read_loss_log(p.output_dir) for b, p in runs.items()}
+    assert [r["step"] for r in logs["per_row"]] == list(range(1, 9))
+    for flat, row in zip(logs["padding_free"], logs["per_row"]):
+        assert row["loss"] == pytest.approx(flat["loss"], rel=1e-5), row["step"]
+        assert row["tokens"] == flat["tokens"], row["step"]  # real tokens: the rows' padding is not counted
+    assert summaries["per_row"]["tokens"] == summaries["padding_free"]["tokens"] < 8 * 512  # 512 = tokens_per_step
+
+
+def test_per_row_batches_are_rows_with_assistant_only_labels_and_both_losses_agree(setup):
+    import torch
+    from posttrain.collate import IGNORE_INDEX, REAL_TOKENS
+    from posttrain.trainer import build_trainer
+
+    params = RunParams.model_validate(train_params(setup, "per-row-batch", batching="per_row"))
+    trainer, _ = build_trainer(params, resolve_schedule(params))
+    assert trainer.transformers_loss  # CPU
+    batches = list(trainer.get_train_dataloader())
+    tokenizer = trainer.processing_class
+    real_tokens = counted = positions = 0
+    for batch in batches:
+        # rows of max_length: positions per step as resolve_schedule counts them (2 rows x 64, 4 micro-steps = 512)
+        assert batch["input_ids"].shape == batch["labels"].shape == (2, 64) and "attention_mask" not in batch
+        labelled = batch["labels"] != IGNORE_INDEX
+        assert torch.equal(batch["labels"][labelled], batch["input_ids"][labelled])
+        for ids, keep, pos in zip(batch["input_ids"], labelled, batch["position_ids"]):
+            starts = (pos == 0).nonzero().flatten().tolist() + [len(ids)]
+            for a, b in zip(starts, starts[1:]):  # one document (or the row's padding) each
+                text = tokenizer.decode(ids[a:b])
+                if not text.startswith("<|im_start|>user\nreverse "):  # the padding after the last document
+                    assert not keep[a:b].any()
+                    continue
+                real_tokens += b - a
+                # only the answer and its end-of-turn are labelled: "<|im_start|>assistant\n" digits "<|im_end|>"
+                answer = text.split("<|im_start|>assistant\n")[1].split("<|im_end|>")[0] + "<|im_end|>"
+                assert tokenizer.decode(ids[a:b][keep[a:b]]) == answer, text
+        counted += int(batch[REAL_TOKENS])
+        positions += batch["input_ids"].numel()
+    assert counted == real_tokens < positions  # the token count leaves the padding out
+    batch = batches[0]
+    trainer.model.train()
+    inputs = trainer._prepare_inputs(batch)
+    with torch.no_grad():
+        trainer.transformers_loss = False
+        fused = trainer.compute_loss(trainer.model, inputs)
+        trainer.transformers_loss = True
+        plain = trainer.compute_loss(trainer.model, inputs)
+    assert float(plain) == pytest.approx(float(fused), rel=1e-5)
+
+
+def test_per_row_resumes_from_a_checkpoint_like_an_uninterrupted_run(setup):
+    import shutil
+
+    params = RunParams.model_validate(train_params(setup, "per-row-resume", batching="per_row", max_steps=12))
+    full = train_in_process(params)
+    expected = read_loss_log(params.output_dir)
+    out = setup / "per-row-resume"
+    for step, path in list_checkpoints(out):
+        if step > 4:
+            shutil.rmtree(path)
+    (out / "done.json").unlink()
+    resumed = train_in_process(params)
+    log = read_loss_log(out)
+    assert [r["step"] for r in log] == list(range(1, 13))
+    for got, want in zip(log, expected):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5) and got["tokens"] == want["tokens"], got["step"]
+    assert resumed["tokens"] == full["tokens"] and resumed["global_step"] == 12
+
+
+def test_per_row_needs_packing():
+    with pytest.raises(ValueError, match="batching 'per_row' .* needs training.packing true"):
+        RunParams.model_validate({**train_params_stub(), "training": {"stage": "sft", "packing": False,
+                                                                        "batching": "per_row"}})
+
+
 def test_train_runs_shares_one_process_and_keeps_a_log_per_run(setup, capsys):
     runs = [RunParams.model_validate(train_params(setup, name, max_steps=4, save_steps=4)) for name in ("r1", "r2")]
     results = train_runs(runs)

@@ -24,6 +24,10 @@ from dataclasses import dataclass
 import torch
 
 IGNORE_INDEX = -100
+# Batch key holding the number of real (non-padding) tokens, when PerRowPackedCollator(count_tokens=True). Counted
+# here because the batch cannot tell padding apart afterwards: the pad token may also be the documents' eos.
+# posttrain.trainer.Trainer takes it out before the model sees the batch.
+REAL_TOKENS = "num_real_tokens"
 # SFTConfig fields for per-row packing: no TRL packing or padding-free (they force the flattened batch), and no TRL
 # dataset preparation (the dataset arrives tokenized, labelled and packed by pack_rows).
 PER_ROW_SFT_CONFIG = {"packing": False, "padding_free": False, "dataset_kwargs": {"skip_prepare_dataset": True}}
@@ -58,9 +62,11 @@ class PerRowPackedCollator:
 
     length = the longest row of the batch, or `pad_to` when given (fixed shapes: steady step times). Labels are -100
     on padding and on each document's first token (it would otherwise be predicted from the previous document's last
-    token, which a document trained alone never does)."""
+    token, which a document trained alone never does). count_tokens: also return REAL_TOKENS, the batch's tokens
+    without the padding (a 0-dim tensor)."""
     pad_token_id: int
     pad_to: int | None = None
+    count_tokens: bool = False
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         rows = [list(e["input_ids"]) for e in examples]
@@ -78,5 +84,8 @@ class PerRowPackedCollator:
             input_ids.append(ids + [self.pad_token_id] * pad)
             labels.append([IGNORE_INDEX if p == 0 else t for t, p in zip(lab, pos)])
             positions.append(pos)
-        return {"input_ids": torch.tensor(input_ids), "labels": torch.tensor(labels),
-                "position_ids": torch.tensor(positions)}
+        batch = {"input_ids": torch.tensor(input_ids), "labels": torch.tensor(labels),
+                 "position_ids": torch.tensor(positions)}
+        if self.count_tokens:
+            batch[REAL_TOKENS] = torch.tensor(sum(map(len, rows)))
+        return batch

@@ -103,6 +103,11 @@ class TrainingParams(Strict):
     gradient_checkpointing: bool = True
     use_liger: Literal["auto", "on", "off"] = "auto"
     packing: bool = True
+    # How packed rows reach the model (docs/training.md, "Batching"). "padding_free": TRL flattens the batch into one
+    # row (linear in the batch only with flash-attention varlen kernels, i.e. on GPU). "per_row": each packed row
+    # stays a row padded to max_length, documents masked from each other by position_ids (posttrain.collate); on
+    # CPU/sdpa attention is then linear in the batch. Needs packing: true.
+    batching: Literal["padding_free", "per_row"] = "padding_free"
     assistant_only_loss: bool = True
     save_steps: int = Field(1000, gt=0)
     save_total_limit: int | None = None
@@ -116,6 +121,8 @@ class TrainingParams(Strict):
             raise ValueError("training: give exactly one of max_steps and token_budget")
         if self.stage == "pretrain" and self.assistant_only_loss:
             raise ValueError("training.assistant_only_loss must be false for stage 'pretrain' (plain text)")
+        if self.batching == "per_row" and not self.packing:
+            raise ValueError("training.batching 'per_row' batches packed rows: it needs training.packing true")
         return self
 
 

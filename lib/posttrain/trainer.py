@@ -20,9 +20,11 @@ import os
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import PreTrainedModel, TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
+from posttrain.collate import PER_ROW_SFT_CONFIG, REAL_TOKENS, PerRowPackedCollator, pack_rows
 from posttrain.data import (DropCounter, ensure_chat_template, load_pretrain_text, load_sft_messages, tokenize_pretrain,
                             tokenize_sft)
 from posttrain.models import build_model, build_tokenizer, initialize_sharded_scratch_
@@ -45,6 +47,27 @@ def use_liger(params: RunParams) -> bool:
     return params.training.use_liger == "on" or (params.training.use_liger == "auto" and installed and on_gpu(params))
 
 
+def per_row(params: RunParams) -> bool:
+    return params.training.batching == "per_row"
+
+
+def packing_strategy(params: RunParams) -> str:
+    # Pre-training splits long documents across packed rows; SFT drops over-long examples before packing.
+    return "bfd_split" if params.training.stage == "pretrain" else "bfd"
+
+
+def batching_config(params: RunParams) -> dict:
+    """SFTConfig fields for training.batching. padding_free: TRL packs and flattens the batch. per_row: the dataset
+    arrives packed (prepare_train_dataset) and PerRowPackedCollator batches it; TRL neither packs nor prepares, and
+    the Trainer counts the real tokens itself (REAL_TOKENS: rows are padded to max_length, and the pad token may be
+    the documents' eos, so transformers' "non_padding" count would miss the eos tokens)."""
+    t = params.training
+    if per_row(params):
+        return {**PER_ROW_SFT_CONFIG, "include_num_input_tokens_seen": "no"}
+    return {"packing": t.packing, "packing_strategy": packing_strategy(params), "padding_free": t.packing,
+            "include_num_input_tokens_seen": "all"}
+
+
 def build_sft_config(params: RunParams, schedule: dict) -> SFTConfig:
     t = params.training
     gpu = on_gpu(params)
@@ -59,14 +82,12 @@ def build_sft_config(params: RunParams, schedule: dict) -> SFTConfig:
         weight_decay=t.weight_decay, adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2, max_grad_norm=t.max_grad_norm,
         optim="adamw_torch_fused" if gpu else "adamw_torch", bf16=bf16, fp16=False,
         gradient_checkpointing=t.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False},
-        use_liger_kernel=use_liger(params), max_length=t.max_length, packing=t.packing,
-        # Pre-training splits long documents across packed rows; SFT drops over-long examples before packing.
-        packing_strategy="bfd_split" if t.stage == "pretrain" else "bfd", padding_free=t.packing,
+        use_liger_kernel=use_liger(params), max_length=t.max_length, **batching_config(params),
         # Labels (assistant-only mask included) are built in posttrain.data, so TRL only packs and collates.
         assistant_only_loss=False, completion_only_loss=False,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit, save_only_model=False,
         logging_steps=t.logging_steps, logging_first_step=True, seed=t.seed, data_seed=t.seed, use_cpu=t.use_cpu,
-        include_num_input_tokens_seen="all", report_to="none", dataloader_num_workers=0,
+        report_to="none", dataloader_num_workers=0,
         ddp_find_unused_parameters=False, disable_tqdm=False)
 
 
@@ -188,6 +209,29 @@ class DataStatsWriter(TrainerCallback):
 
 
 class Trainer(SFTTrainer):
+    """TRL's SFTTrainer plus: consolidated FSDP checkpoints, the real-token count of per-row batches, and (optionally)
+    transformers' own loss.
+
+    transformers_loss: compute the loss as transformers.Trainer does (full logits, cross-entropy) instead of TRL's
+    fused, tiled LM head with its entropy/accuracy metrics. Same value (tests/test_training.py); on this CPU the per-row
+    TRL path ran at 0.72x a plain PyTorch loop with the fused head and 1.01x with this (docs/miniature.md §13). The
+    fused head saves memory at large vocabularies on GPU, so it stays there."""
+
+    def __init__(self, *args, transformers_loss: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.transformers_loss = transformers_loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        real_tokens = inputs.get(REAL_TOKENS)
+        if real_tokens is not None:  # per-row batches: count here, and keep the count away from the model
+            inputs = {k: v for k, v in inputs.items() if k != REAL_TOKENS}
+            if model.training:
+                self.state.num_input_tokens_seen += int(self.accelerator.gather(real_tokens).sum())
+        if self.transformers_loss:
+            return transformers.Trainer.compute_loss(self, model, {**inputs, "use_cache": False}, return_outputs,
+                                                     num_items_in_batch)
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
     def save_model(self, output_dir=None, _internal_call=False):
         """Also write consolidated weights under FSDP with a sharded state dict, so every checkpoint-N loads with
         from_pretrained / vLLM (the sharded files stay for fast resume)."""
@@ -204,6 +248,53 @@ def build_dataset(params: RunParams, tokenizer):
         return tokenize_sft(load_sft_messages(params.data), tokenizer, params.training.max_length,
                             params.training.assistant_only_loss)
     return tokenize_pretrain(load_pretrain_text(params.data), tokenizer), None
+
+
+def prepare_train_dataset(params: RunParams, tokenized):
+    """padding_free: the tokenized data as is (TRL packs it). per_row: packed into rows here, with TRL's packer and
+    the same strategy TRL would use, since TRL's preparation is skipped."""
+    return pack_rows(tokenized, params.training.max_length, packing_strategy(params)) if per_row(params) else tokenized
+
+
+def per_row_collator(params: RunParams, tokenizer) -> PerRowPackedCollator:
+    # Rows padded to max_length: fixed shapes, and tokens per step exactly as resolve_schedule counts them. Padding is
+    # label-masked and left out of the token count, so any id pads; eos when the tokenizer has no pad token.
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return PerRowPackedCollator(pad, pad_to=params.training.max_length, count_tokens=True)
+
+
+def build_trainer(params: RunParams, schedule: dict, extra_callbacks: tuple = ()) -> tuple[Trainer, DropCounter | None]:
+    """The run's SFTConfig (first: it sets up the distributed state, so model loading can shard), the job checks,
+    tokenizer, model and data → (Trainer ready to train, DropCounter or None). Writes nothing until trained.
+    benchmarks/train_throughput.py times the Trainer this returns."""
+    out = Path(params.output_dir)
+    config = build_sft_config(params, schedule)
+    check_job_matches_params(params, config)
+    tokenizer = build_tokenizer(params.model)
+    if params.training.stage == "sft":
+        ensure_chat_template(tokenizer)
+    elif tokenizer.eos_token is None:
+        raise ValueError(f"tokenizer of {params.model.name_or_path} has no eos token (pre-training separates "
+                         "documents with it)")
+    dtype = None if on_gpu(params) else torch.float32
+    on_meta = (params.launch.backend == "fsdp2" and params.model.init == "scratch"
+               and params.model.depth_scaled_init != "none")
+    model = build_model(params.model, dtype=dtype, on_meta=on_meta)
+    if len(tokenizer) > model.config.vocab_size:
+        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+                         f"{model.config.vocab_size}; fix model.config_overrides.vocab_size or the tokenizer")
+    dataset, counter = build_dataset(params, tokenizer)
+    callbacks = [LossLog(out / LOSS_LOG), DataStatsWriter(out / DATA_STATS, counter, schedule), *extra_callbacks]
+    if per_row(params):
+        trainer = Trainer(model=model, args=config, train_dataset=prepare_train_dataset(params, dataset),
+                          processing_class=tokenizer, data_collator=per_row_collator(params, tokenizer),
+                          callbacks=callbacks, transformers_loss=not on_gpu(params))
+    else:
+        trainer = Trainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                          callbacks=callbacks)
+    if on_meta:
+        shard_scratch_model(trainer.accelerator, trainer.model, params.model, dtype)
+    return trainer, counter
 
 
 def train_in_process(params: RunParams, resume: bool = True) -> dict:
@@ -224,27 +315,7 @@ def train_in_process(params: RunParams, resume: bool = True) -> dict:
         (out / DONE_MARKER).unlink(missing_ok=True)
     set_seed(params.training.seed)
 
-    config = build_sft_config(params, schedule)  # first: the distributed state, so model loading can shard
-    check_job_matches_params(params, config)
-    tokenizer = build_tokenizer(params.model)
-    if params.training.stage == "sft":
-        ensure_chat_template(tokenizer)
-    elif tokenizer.eos_token is None:
-        raise ValueError(f"tokenizer of {params.model.name_or_path} has no eos token (pre-training separates "
-                         "documents with it)")
-    dtype = None if on_gpu(params) else torch.float32
-    on_meta = (params.launch.backend == "fsdp2" and params.model.init == "scratch"
-               and params.model.depth_scaled_init != "none")
-    model = build_model(params.model, dtype=dtype, on_meta=on_meta)
-    if len(tokenizer) > model.config.vocab_size:
-        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
-                         f"{model.config.vocab_size}; fix model.config_overrides.vocab_size or the tokenizer")
-    dataset, counter = build_dataset(params, tokenizer)
-
-    trainer = Trainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                      callbacks=[LossLog(out / LOSS_LOG), DataStatsWriter(out / DATA_STATS, counter, schedule)])
-    if on_meta:
-        shard_scratch_model(trainer.accelerator, trainer.model, params.model, dtype)
+    trainer, counter = build_trainer(params, schedule)
     checkpoints = list_checkpoints(out) if resume else []
     if checkpoints:
         log.info("%s: resuming from %s", params.name, checkpoints[-1][1])
@@ -257,7 +328,7 @@ def train_in_process(params: RunParams, resume: bool = True) -> dict:
     if trainer.is_world_process_zero():
         write_done(out, summary)
     # Several runs may share this process (posttrain.training.train_runs on a local backend): free this one's memory.
-    del trainer, model, dataset
+    del trainer
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
