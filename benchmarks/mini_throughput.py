@@ -11,7 +11,8 @@ every path. Paths, each timed over --steps steps after --warmup steps, for each 
 - trl-per-row: TRL's SFTTrainer with posttrain.collate (per-row packed rows, documents masked from each other);
 - trl-per-row-hf-loss (--hf-loss): the same with transformers' loss in place of TRL's fused LM head;
 - trl-padding-free (--padding-free): TRL's own packing=True path (today's trainer.py), the whole batch flattened.
-Tokens counted per step = batch × seq-len (rows are padded to seq-len; the fill of packed rows is printed). The
+These paths are built here by hand; benchmarks/train_throughput.py times the trainer's own code (training.batching
+per_row, which uses transformers' loss on CPU like --hf-loss). Tokens counted per step = batch × seq-len (rows are padded to seq-len; the fill of packed rows is printed). The
 plain loop is timed before and after the TRL path and averaged, so a load change on a shared CPU shows as a spread.
 """
 from __future__ import annotations

@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from posttrain.collate import IGNORE_INDEX, PER_ROW_SFT_CONFIG, PerRowPackedCollator, pack_rows, row_position_ids
+from posttrain.collate import (IGNORE_INDEX, PER_ROW_SFT_CONFIG, REAL_TOKENS, PerRowPackedCollator, pack_rows,
+                               row_position_ids)
 from posttrain.models import tiny_qwen2_config
 
 VOCAB = 97
@@ -46,6 +47,9 @@ def test_batch_is_per_row_with_labels_masked_at_boundaries_and_padding():
     assert batch["input_ids"][1, 6:].tolist() == [0, 0]
     fixed = PerRowPackedCollator(pad_token_id=0, pad_to=16)(packed_rows([[docs[0]]]))
     assert fixed["input_ids"].shape == (1, 16)
+    counted = PerRowPackedCollator(pad_token_id=0, pad_to=16, count_tokens=True)(packed_rows([[docs[0], docs[1]],
+                                                                                            [docs[2]]]))
+    assert int(counted[REAL_TOKENS]) == 5 + 3 + 6  # the 2 × 16 positions less the padding
 
 
 def test_collator_refuses_inconsistent_rows():

@@ -7,8 +7,9 @@ input_ids, labels and position_ids are [batch, max_length], with position_ids re
 no attention_mask. transformers (5.19, masking_utils) then finds the documents of each row from the position_ids
 (`find_packed_sequence_indices`) and builds a causal block-diagonal mask per row: cost batch·max_length².
 
-Use with TRL's SFTTrainer (TRL 1.16 refuses a custom collator when packing/padding-free is on, so the dataset is
-packed here first and TRL's own preparation is skipped):
+posttrain.trainer does this for `training.batching: per_row` (docs/training.md, "Batching"). By hand, with TRL's
+SFTTrainer (TRL 1.16 refuses a custom collator when packing/padding-free is on, so the dataset is packed here first
+and TRL's own preparation is skipped):
 
     dataset = pack_rows(tokenized, max_length, "bfd")              # input_ids, labels, seq_lengths per packed row
     config = SFTConfig(..., max_length=max_length, **PER_ROW_SFT_CONFIG)
