@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import tempfile
 import time
 
@@ -28,10 +29,10 @@ from posttrain.models import tiny_qwen2_config
 from posttrain.prompts import OMR_MATH_PROMPT, math_sft_messages
 
 
-def pilot_spec(seed: int, examples: int) -> W.WorldSpec:
+def pilot_spec(seed: int, examples: int, numbers: str = "standard") -> W.WorldSpec:
     # The corpus only trains the tokenizer here (0%-Pre never sees it): a smaller one keeps the same vocabulary.
     return W.WorldSpec(seed=seed, exposures_per_fact=60, arithmetic_docs=2000, program_docs=2000, story_docs=500,
-                       math_train=max(examples, 1000), code_train=500)
+                       math_train=max(examples, 1000), code_train=500, math_numbers=numbers)
 
 
 @torch.no_grad()
@@ -59,6 +60,34 @@ def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int = 96, batch:
     return correct / len(problems), f"[{groups}] {sample}"
 
 
+NUMBER = re.compile(r"\d+")
+
+
+@torch.no_grad()
+def solution_token_accuracy(model, tokenizer, problems) -> str:
+    """Teacher-forced next-token accuracy on the reference solutions, split by what a token is: a digit of a number
+    the problem states (a copy), a digit of any other number (a computed result), or anything else (the format).
+    Says whether the model fails to copy or fails to compute."""
+    model.eval()
+    hits = {"copy": [0, 0], "computed": [0, 0], "format": [0, 0]}
+    for p in problems:
+        text = tokenizer.apply_chat_template(math_sft_messages(p.problem, p.solution), tokenize=False)
+        start = text.rindex(p.solution)
+        stated = set(NUMBER.findall(p.problem))
+        spans = [(m.start() + start, m.end() + start, m.group() in stated) for m in NUMBER.finditer(p.solution)]
+        enc = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False, return_tensors="pt")
+        pred = model(input_ids=enc["input_ids"]).logits[0, :-1].argmax(-1)
+        target = enc["input_ids"][0, 1:]
+        for i, (a, b) in enumerate(enc["offset_mapping"][0, 1:].tolist()):
+            if a < start or a >= start + len(p.solution):
+                continue
+            kind = next(("copy" if copy else "computed" for s, e, copy in spans if s <= a < e), "format")
+            hits[kind][0] += int(pred[i] == target[i])
+            hits[kind][1] += 1
+    model.train()
+    return " ".join(f"{k}={c / max(n, 1):.2f}" for k, (c, n) in hits.items())
+
+
 class EvalAt(TrainerCallback):
     def __init__(self, steps: set[int], run_eval):
         self.steps, self.run_eval = steps, run_eval
@@ -76,9 +105,12 @@ def main() -> None:
     ap.add_argument("--evals-at", type=float, nargs="+", default=[0.5, 1.0])
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--rows", type=int, default=4, help="packed rows per step")
+    ap.add_argument("--epochs", type=float, default=1.0, help="passes over the SFT pool (reshuffled each pass)")
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0, help="init and data-order seed")
     ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--numbers", default="standard", choices=sorted(W.NUMBER_RANGES),
+                    help="number ranges of levels 1-2 (WorldSpec.math_numbers)")
     ap.add_argument("--layers", type=int, default=2)
     args = ap.parse_args()
     if args.world_seed < 1000:
@@ -89,7 +121,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     t0 = time.perf_counter()
-    spec = pilot_spec(args.world_seed, args.examples)
+    spec = pilot_spec(args.world_seed, args.examples, args.numbers)
     world = W.make_world(spec)
     tasks = W.build_world_tasks(world, spec)
     tokenizer = ensure_chat_template(W.train_world_tokenizer(W.build_world_corpus(world, spec), tasks, 1024))
@@ -97,8 +129,8 @@ def main() -> None:
                               for p in tasks.math_train[:args.examples]])
     tokenized, _ = tokenize_sft(rows, tokenizer, args.seq_len, assistant_only_loss=True)
     packed = pack_rows(tokenized, args.seq_len, "bfd")
-    steps = math.ceil(len(packed) / args.rows)
-    sft_tokens = sum(len(ids) for ids in tokenized["input_ids"])
+    steps = math.ceil(len(packed) * args.epochs / args.rows)
+    sft_tokens = round(sum(len(ids) for ids in tokenized["input_ids"]) * args.epochs)  # tokens trained on
     cfg = tiny_qwen2_config(len(tokenizer), hidden_size=args.hidden, layers=args.layers, heads=4, kv_heads=2,
                             intermediate=4 * args.hidden,
                             max_pos=1024, bos_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -107,7 +139,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = AutoModelForCausalLM.from_config(cfg)
     print(f"params={sum(p.numel() for p in model.parameters()) / 1e6:.2f}M world_seed={args.world_seed} "
-          f"examples={args.examples} sft_tokens={sft_tokens} rows={len(packed)} "
+          f"examples={args.examples} numbers={args.numbers} epochs={args.epochs} layers={args.layers} hidden={args.hidden} sft_tokens={sft_tokens} rows={len(packed)} "
           f"steps={steps} lr={args.lr} threads={torch.get_num_threads()} setup={time.perf_counter() - t0:.0f}s",
           flush=True)
     test, probe = tasks.math_test[:args.eval], tasks.knowledge_probe[:args.eval]
@@ -117,9 +149,10 @@ def main() -> None:
         t = time.perf_counter()
         acc, sample = greedy_accuracy(m, tokenizer, test)
         probe_acc, _ = greedy_accuracy(m, tokenizer, probe)
+        token_acc = solution_token_accuracy(m, tokenizer, test)
         print(f"step={step}/{steps} sft_tokens~{sft_tokens * step // steps} math_test={acc:.3f} (n={len(test)}) "
               f"knowledge_probe={probe_acc:.3f} (n={len(probe)}) train_s={t - train_start:.0f} "
-              f"eval_s={time.perf_counter() - t:.0f}\n  {sample[:400]}", flush=True)
+              f"eval_s={time.perf_counter() - t:.0f}\n  teacher-forced solution tokens: {token_acc}\n  {sample[:400]}", flush=True)
 
     eval_steps = {max(1, round(f * steps)) for f in args.evals_at}
     with tempfile.TemporaryDirectory() as out:

@@ -72,6 +72,23 @@ def test_math_answers_recomputed_from_the_text(built):
     assert {p.level for p in tasks.math_test} == {1, 2} and {p.level for p in tasks.math_competition} == {3}
 
 
+def stated_numbers(problems) -> list[int]:
+    return [int(n) for p in problems for n in re.findall(r"\d+", p.problem)]
+
+
+def test_small_numbers_shrink_levels_1_2_only(built):
+    _, _, standard = built
+    spec = W.WorldSpec(**{**SMALL.__dict__, "math_numbers": "small"})
+    world = W.make_world(spec)
+    small = W.build_world_tasks(world, spec)
+    assert all(W.check_math_answer(world, p) for p in small.math_train + small.math_test)
+    assert max(stated_numbers(small.math_test)) < max(stated_numbers(standard.math_test))
+    assert sum(stated_numbers(small.math_test)) < 0.6 * sum(stated_numbers(standard.math_test))
+    assert small.math_competition == standard.math_competition  # the harder set does not move
+    with pytest.raises(ValueError, match="math_numbers='tiny'"):
+        W.build_world_tasks(world, W.WorldSpec(**{**spec.__dict__, "math_numbers": "tiny"}))
+
+
 def test_the_checker_rejects_a_wrong_answer(built):
     world, _, tasks = built
     for p in tasks.math_test[:8] + tasks.knowledge_probe[:4]:

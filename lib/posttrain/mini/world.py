@@ -77,6 +77,7 @@ class WorldSpec:
     knowledge_probe: int = 120  # knowledge questions about held-out towns
     knowledge_seen: int = 120  # knowledge questions about seen towns, problems not in SFT
     knowledge_fraction: float = 0.25  # share of the math SFT pool that asks about (seen) towns' facts
+    math_numbers: str = "standard"  # number ranges of levels 1-2 (a key of NUMBER_RANGES); level 3 never changes
 
 
 def town_names(rng: random.Random, count: int) -> list[str]:
@@ -223,15 +224,34 @@ def build_world_corpus(world: World, spec: WorldSpec) -> list[str]:
 # posttrain.mini.math_tasks. Level 1-2: training and in-domain test; level 3: the "competition" set.
 
 
+# Number ranges of the self-contained families at levels 1-2 (training and in-domain test). "small" keeps every
+# level-1/2 operand and result within two digits and mostly below 60: pilots (docs/miniature.md §12) found the
+# from-scratch model learns to copy the problem's numbers but not the "standard" ranges' arithmetic.
+NUMBER_RANGES = {
+    "standard": {"chain_hi": {1: 20, 2: 50}, "rows": {1: (2, 9), 2: (3, 12)}, "arrive_hi": 40,
+                 "share_n_hi": {1: 60, 2: 300}, "number_x_hi": 12, "number_a_hi": {1: 9, 2: 12},
+                 "number_b_hi": {1: 20, 2: 60}},
+    "small": {"chain_hi": {1: 9, 2: 20}, "rows": {1: (2, 5), 2: (2, 9)}, "arrive_hi": 20,
+              "share_n_hi": {1: 30, 2: 60}, "number_x_hi": 9, "number_a_hi": {1: 5, 2: 9},
+              "number_b_hi": {1: 10, 2: 20}},
+}
+
+
+def _ranges(numbers: str) -> dict:
+    if numbers not in NUMBER_RANGES:
+        raise ValueError(f"math_numbers={numbers!r}: expected one of {sorted(NUMBER_RANGES)}")
+    return NUMBER_RANGES[numbers]
+
+
 def _finish(steps: list[str], answer: int) -> str:
     return "\n".join(steps + [f"The answer is \\boxed{{{format_answer(answer)}}}."])
 
 
-def chain_problem(world: World, rng: random.Random, level: int) -> MathProblem:
+def chain_problem(world: World, rng: random.Random, level: int, numbers: str = "standard") -> MathProblem:
     """Goods loaded and unloaded at stops: a chain of + and -; level 3 adds a doubling step."""
     town = rng.choice(world.towns).name
     many = rng.choice(GOODS)[1]
-    hi = {1: 20, 2: 50, 3: 99}[level]
+    hi = 99 if level == 3 else _ranges(numbers)["chain_hi"][level]
     total = rng.randint(hi // 2, hi)
     text, steps = f"A cart leaves {town} with {total} {many}.", []
     for stop in range({1: 2, 2: 3, 3: 4}[level]):
@@ -253,11 +273,12 @@ def chain_problem(world: World, rng: random.Random, level: int) -> MathProblem:
     return MathProblem(text, _finish(steps, total), format_answer(total), "chain", level)
 
 
-def rows_problem(world: World, rng: random.Random, level: int) -> MathProblem:
+def rows_problem(world: World, rng: random.Random, level: int, numbers: str = "standard") -> MathProblem:
     """Rows times items per row, then some taken away (level 2-3: more events)."""
     town, person = rng.choice(world.towns).name, rng.choice(PEOPLE)
     many = rng.choice(GOODS)[1]
-    lo, hi = {1: (2, 9), 2: (3, 12), 3: (6, 25)}[level]
+    lo, hi = (6, 25) if level == 3 else _ranges(numbers)["rows"][level]
+    arrive_hi = 40 if level == 3 else _ranges(numbers)["arrive_hi"]
     rows, per = rng.randint(lo, hi), rng.randint(lo, hi)
     total = rows * per
     text = f"A {person} in {town} sets out {rows} rows of {many} with {per} {many} in each row."
@@ -269,7 +290,7 @@ def rows_problem(world: World, rng: random.Random, level: int) -> MathProblem:
             steps.append(f"{total} - {k} = {total - k}.")
             total -= k
         else:
-            k = rng.randint(1, 40)
+            k = rng.randint(1, arrive_hi)
             text += f" {k} more {many} arrive."
             steps.append(f"{total} + {k} = {total + k}.")
             total += k
@@ -277,7 +298,7 @@ def rows_problem(world: World, rng: random.Random, level: int) -> MathProblem:
     return MathProblem(text, _finish(steps, total), format_answer(total), "rows", level)
 
 
-def share_problem(world: World, rng: random.Random, level: int) -> MathProblem:
+def share_problem(world: World, rng: random.Random, level: int, numbers: str = "standard") -> MathProblem:
     """Equal shares: quotient or remainder; level 3 shares a product."""
     town = rng.choice(world.towns).name
     many = rng.choice(GOODS)[1]
@@ -289,7 +310,7 @@ def share_problem(world: World, rng: random.Random, level: int) -> MathProblem:
         start = f"{p} carts each bring {q} {many} to {town}."
         steps.append(f"{p} * {q} = {n}.")
     else:
-        n = rng.randint(10, 60 if level == 1 else 300)
+        n = rng.randint(10, _ranges(numbers)["share_n_hi"][level])
         start = f"{town} receives {n} {many}."
     q_, r = divmod(n, m)
     ask_rest = rng.random() < 0.5
@@ -300,11 +321,15 @@ def share_problem(world: World, rng: random.Random, level: int) -> MathProblem:
     return MathProblem(text, _finish(steps, answer), format_answer(answer), "share", level)
 
 
-def number_problem(world: World, rng: random.Random, level: int) -> MathProblem:
+def number_problem(world: World, rng: random.Random, level: int, numbers: str = "standard") -> MathProblem:
     """An unknown number: a x + b = c (level 3: a x + b = c x + d), integer answers."""
     town = rng.choice(world.towns).name
-    x = rng.randint(1, 12 if level < 3 else 20)
-    a, b = rng.randint(2, 9 if level == 1 else 12), rng.randint(1, 20 if level == 1 else 60)
+    if level == 3:
+        x, a, b = rng.randint(1, 20), rng.randint(2, 12), rng.randint(1, 60)
+    else:
+        r = _ranges(numbers)
+        x = rng.randint(1, r["number_x_hi"])
+        a, b = rng.randint(2, r["number_a_hi"][level]), rng.randint(1, r["number_b_hi"][level])
     if level == 3:
         c = rng.randint(1, a - 1) if a > 2 else 1
         d = (a - c) * x + b
@@ -358,11 +383,13 @@ def _distinct(make, count: int, exclude: set[str], what: str, text=lambda p: p.p
 
 
 def self_contained_problems(world: World, count: int, levels: tuple[int, ...], salt: str,
-                            exclude: set[str] = frozenset()) -> list[MathProblem]:
+                            exclude: set[str] = frozenset(), numbers: str = "standard") -> list[MathProblem]:
     rng = random.Random(f"mini-world-math:{world.seed}:{salt}")
     families = list(SELF_CONTAINED)
     counter = iter(range(10 ** 9))
-    return _distinct(lambda: SELF_CONTAINED[families[next(counter) % len(families)]](world, rng, rng.choice(levels)),
+    _ranges(numbers)  # a bad key fails here, before any problem is drawn
+    return _distinct(lambda: SELF_CONTAINED[families[next(counter) % len(families)]](world, rng, rng.choice(levels),
+                                                                                      numbers),
                      count, exclude, f"math problems ({salt})")
 
 
@@ -582,13 +609,13 @@ class WorldTasks:
 
 def build_world_tasks(world: World, spec: WorldSpec) -> WorldTasks:
     """Evaluation sets first; the SFT pool excludes their texts (math) or their tasks (code)."""
-    math_test = self_contained_problems(world, spec.math_test, (1, 2), "test")
+    math_test = self_contained_problems(world, spec.math_test, (1, 2), "test", numbers=spec.math_numbers)
     math_comp = self_contained_problems(world, spec.math_competition, (3,), "competition")
     probe = knowledge_problems(world, spec.knowledge_probe, world.held_out, "probe")
     seen_eval = knowledge_problems(world, spec.knowledge_seen, world.seen, "seen-eval")
     held = {p.problem for p in math_test + math_comp + probe + seen_eval}
     n_know = int(spec.math_train * spec.knowledge_fraction)
-    train = (self_contained_problems(world, spec.math_train - n_know, (1, 2), "train", held)
+    train = (self_contained_problems(world, spec.math_train - n_know, (1, 2), "train", held, spec.math_numbers)
              + knowledge_problems(world, n_know, world.seen, "train", held))
     random.Random(f"mini-world-train-order:{spec.seed}").shuffle(train)  # prefixes (×1, ×4) keep the mix
     base_specs = list_specs() + formula_specs() + loop_specs()
