@@ -58,7 +58,7 @@ def packing_strategy(params: RunParams) -> str:
 
 def batching_config(params: RunParams) -> dict:
     """SFTConfig fields for training.batching. padding_free: TRL packs and flattens the batch. per_row: the dataset
-    arrives packed (prepare_train_dataset) and PerRowPackedCollator batches it; TRL neither packs nor prepares, and
+    arrives packed (pack_per_row) and PerRowPackedCollator batches it; TRL neither packs nor prepares, and
     the Trainer counts the real tokens itself (REAL_TOKENS: rows are padded to max_length, and the pad token may be
     the documents' eos, so transformers' "non_padding" count would miss the eos tokens)."""
     t = params.training
@@ -214,8 +214,9 @@ class Trainer(SFTTrainer):
 
     transformers_loss: compute the loss as transformers.Trainer does (full logits, cross-entropy) instead of TRL's
     fused, tiled LM head with its entropy/accuracy metrics. Same value (tests/test_training.py); on this CPU the per-row
-    TRL path ran at 0.72x a plain PyTorch loop with the fused head and 1.01x with this (docs/miniature.md §13). The
-    fused head saves memory at large vocabularies on GPU, so it stays there."""
+    path ran at 0.67x a plain PyTorch loop with the fused head and 0.96x with this, in one run of
+    benchmarks/train_throughput.py --trl-loss (docs/training.md, "Measured"). The fused head saves memory at large
+    vocabularies on GPU, so it stays there."""
 
     def __init__(self, *args, transformers_loss: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -250,10 +251,10 @@ def build_dataset(params: RunParams, tokenizer):
     return tokenize_pretrain(load_pretrain_text(params.data), tokenizer), None
 
 
-def prepare_train_dataset(params: RunParams, tokenized):
-    """padding_free: the tokenized data as is (TRL packs it). per_row: packed into rows here, with TRL's packer and
-    the same strategy TRL would use, since TRL's preparation is skipped."""
-    return pack_rows(tokenized, params.training.max_length, packing_strategy(params)) if per_row(params) else tokenized
+def pack_per_row(params: RunParams, tokenized):
+    """per_row: TRL's preparation is skipped, so the rows are packed here, with TRL's packer and the strategy TRL
+    would use."""
+    return pack_rows(tokenized, params.training.max_length, packing_strategy(params))
 
 
 def per_row_collator(params: RunParams, tokenizer) -> PerRowPackedCollator:
@@ -286,7 +287,7 @@ def build_trainer(params: RunParams, schedule: dict, extra_callbacks: tuple = ()
     dataset, counter = build_dataset(params, tokenizer)
     callbacks = [LossLog(out / LOSS_LOG), DataStatsWriter(out / DATA_STATS, counter, schedule), *extra_callbacks]
     if per_row(params):
-        trainer = Trainer(model=model, args=config, train_dataset=prepare_train_dataset(params, dataset),
+        trainer = Trainer(model=model, args=config, train_dataset=pack_per_row(params, dataset),
                           processing_class=tokenizer, data_collator=per_row_collator(params, tokenizer),
                           callbacks=callbacks, transformers_loss=not on_gpu(params))
     else:
