@@ -3,7 +3,6 @@
 Run: .venv/bin/python -m pytest tests/test_training.py -x -q   (CPU, tiny models, ~60 s)
 """
 import json
-import random
 import re
 import signal
 import subprocess
@@ -13,7 +12,6 @@ import time
 import pytest
 import yaml
 
-from posttrain.models import tiny_qwen2_config, train_chatml_tokenizer
 from posttrain.params import REPO_ROOT, ParamsError, RunParams, load_run_params
 from posttrain.runs import is_done, list_checkpoints, read_loss_log, resolve_schedule
 from posttrain.trainer import train_in_process
@@ -22,19 +20,8 @@ from posttrain.training import launch_command, train_runs
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    d = tmp_path_factory.mktemp("train")
-    rng = random.Random(0)
-    rows = []
-    for _ in range(400):  # a learnable toy task: copy a short digit string, reversed
-        s = "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 6)))
-        rows.append({"messages": [{"role": "user", "content": f"reverse {s}"},
-                                  {"role": "assistant", "content": s[::-1]}]})
-    (d / "sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tok = train_chatml_tokenizer([r["messages"][0]["content"] for r in rows], vocab_size=300)
-    tok.save_pretrained(d / "base")
-    tiny_qwen2_config(len(tok), hidden_size=64, heads=2, kv_heads=1, intermediate=128, layers=2).save_pretrained(
-        d / "base")
-    return d
+    from fixtures.toy_task import write_reverse_task
+    return write_reverse_task(tmp_path_factory.mktemp("train"), num_rows=400)
 
 
 def train_params(setup, out: str, **training) -> dict:
