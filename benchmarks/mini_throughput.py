@@ -25,7 +25,7 @@ import time
 
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, Trainer, TrainerCallback
+from transformers import AutoModelForCausalLM, Trainer
 from trl import SFTConfig, SFTTrainer
 
 from posttrain.collate import PER_ROW_SFT_CONFIG, PerRowPackedCollator, pack_rows
@@ -33,6 +33,7 @@ from posttrain.data import tokenize_pretrain, tokenize_sft
 from posttrain.mini import world as W
 from posttrain.models import tiny_qwen2_config
 from posttrain.prompts import math_sft_messages
+from train_throughput import StepClock, time_plain  # benchmarks/ is on sys.path when run as a script
 
 BENCH_SPEC = W.WorldSpec(seed=1001, exposures_per_fact=40, arithmetic_docs=1500, program_docs=1500, story_docs=500,
                          math_train=4000, code_train=200, math_test=200, math_competition=100, code_test=200,
@@ -60,34 +61,6 @@ def build_model(vocab_size: int):
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     model.config.use_cache = False
     return model
-
-
-def time_plain(model, batches: list[dict], warmup: int) -> float:
-    """Seconds for the batches after the first `warmup` ones: forward, backward, AdamW, nothing else."""
-    model = copy.deepcopy(model).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    start = None
-    for i, batch in enumerate(batches):
-        if i == warmup:
-            start = time.perf_counter()
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # the Trainer clips too
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    return time.perf_counter() - start
-
-
-class StepClock(TrainerCallback):
-    """Wall time from the end of the warmup steps to the end of the last step (data loading, logging included)."""
-
-    def __init__(self, warmup: int):
-        self.warmup, self.start, self.end = warmup, None, None
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.warmup:
-            self.start = time.perf_counter()
-        self.end = time.perf_counter()
 
 
 class HFLossSFTTrainer(SFTTrainer):
