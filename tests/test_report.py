@@ -186,6 +186,16 @@ def test_empty_or_absent_results_still_render(tmp_path):
     assert out["figures"] == [] and out["manifest"].is_file()
 
 
+def test_figures_an_earlier_run_wrote_are_not_left_as_this_runs(tmp_path):
+    figs = tmp_path / "figs"
+    figs.mkdir()
+    for name in ("gap_closure.png", "gap_closure.pdf", "headline.png", "curves_math_1.5b.png", "my_notes.png"):
+        (figs / name).write_bytes(b"old")
+    out = report.write_report(run_dir=tmp_path, figures_dir=figs)
+    assert out["figures"] == []
+    assert sorted(p.name for p in figs.iterdir()) == ["my_notes.png"], "only the report's own stale figures go"
+
+
 def test_bad_results_rows_are_named(tmp_path):
     bad = pd.DataFrame([{c: 0 for c in report.RESULT_COLUMNS} | {"arm": "50%-Pre", "model": "m", "size": "1"}])
     with pytest.raises(ValueError, match="missing column.*'records'.*rerun notebooks/03_evaluate"):

@@ -839,6 +839,12 @@ def _write_figures(results, spec: ReportSpec, tables, notes, figures_dir: Path) 
     gaps = tables["gap_closure"]
     if not gaps.empty and gaps["gap_closure"].notna().any():
         figures += plot_gap_closure(gaps.dropna(subset=["gap_closure"]), figures_dir)
+    # A figure an earlier run of this study wrote but this one did not (e.g. gap closure, now undefined) would be
+    # read as this run's: remove it (only the report's own figure names; the folder may hold the user's files).
+    for pattern in ("headline.*", "gap_closure.*", "curves_*.*"):
+        for stale in figures_dir.glob(pattern):
+            if stale.suffix in (".png", ".pdf") and stale not in figures:
+                stale.unlink()
     return figures
 
 
