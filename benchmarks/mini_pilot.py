@@ -6,7 +6,12 @@ A pilot world (seed >= 1000: other towns and problems than the final study's wor
 1,024), math SFT examples (the first --examples of the pool, one pass) through TRL's SFTTrainer with per-row packed
 rows (posttrain.collate) and the design's recipe (AdamW, peak LR --lr, cosine, 5% warmup). At each of --evals-at
 (fractions of the run) it greedily decodes --eval problems of `math_test` (self-contained, levels 1-2) and of the
-held-out-town knowledge probe and grades them with posttrain.grading.grade_math. Prints one line per evaluation.
+held-out-town knowledge probe and grades them with posttrain.grading.grade_math, and prints the teacher-forced
+accuracy on the reference solutions split into copied digits, computed digits and format tokens (which of the
+three the model has not learned). --epochs repeats the pool (reshuffled), --numbers picks the world's level-1/2
+number ranges. The learning-floor pilots and their commands: docs/miniature.md §12.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mini_pilot.py --examples 8000 --rows 2 --epochs 3 --numbers small
 """
 from __future__ import annotations
 
