@@ -219,3 +219,8 @@ def test_paper_params_are_valid_and_divide_into_their_world_size():
         assert s["tokens_per_step"] == 2 * 1024 * 1024, r.name
         if r.arm == "0.1%-Pre" and r.training.stage == "sft":
             assert r.model.checkpoint.endswith(f"pretrain/pretrain_{r.size.lower()}_short"), r.name
+
+
+def test_loss_log_read_while_the_trainer_is_writing_its_last_line(tmp_path):
+    (tmp_path / "loss.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
+    assert read_loss_log(tmp_path) == [{"step": 1, "loss": 2.0}]

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from posttrain.params import RunParams, params_hash
+from posttrain.records import read_jsonl
 
 LOSS_LOG = "loss.jsonl"
 DONE_MARKER = "done.json"
@@ -130,8 +131,9 @@ def write_done(output_dir: str | Path, summary: dict) -> None:
 
 
 def read_loss_log(output_dir: str | Path) -> list[dict]:
+    """The loss log's rows; a last line still being written by a live trainer is left out, not an error."""
     path = Path(output_dir) / LOSS_LOG
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return read_jsonl(path, skip_unreadable=True) if path.exists() else []
 
 
 def read_data_stats(output_dir: str | Path) -> dict:
