@@ -14,7 +14,7 @@ import pytest
 
 import posttrain.generation as generation
 from posttrain.eval_sets import encode_lcb_tests
-from posttrain.evaluation import (PENDING, competition_average, generate_job, generation_hash, grade_job,
+from posttrain.evaluation import (PENDING, EvalJob, competition_average, plan_overview, results_overview, generate_job, generation_hash, grade_job,
                                   graded_examples, load_problems, plan_evaluations, run_evaluation, score_job)
 from posttrain.params import StudyParams
 from posttrain.records import RESULT_COLUMNS, Record, read_records, write_records
@@ -277,3 +277,16 @@ def test_records_round_trip_and_bad_lines(tmp_path):
         read_records(path)
     assert records_reference(path, tmp_path) == "eval/m/final/b.jsonl"
     assert records_reference(path, tmp_path / "elsewhere") == str(path)
+
+
+def test_plan_overview_has_one_row_per_model_and_results_overview_one_column_per_benchmark():
+    job = dict(arm="0%-Pre", size="mini", train_domain="math", path="p", tokenizer="t")
+    jobs = [EvalJob(model="m", checkpoint="checkpoint-60", step=60, benchmarks=["mini_math"], **job),
+            EvalJob(model="m", checkpoint="checkpoint-120", step=120, benchmarks=["mini_math", "mini_code"], **job)]
+    (row,) = plan_overview(jobs).to_dict("records")
+    assert (row["steps"], row["benchmarks"]) == ("60, 120", "mini_math, mini_code")
+    results = pd.DataFrame([{"model": "m", "arm": "0%-Pre", "step": 120, "benchmark": b, "pass@1": v,
+                             "pass@1_lo": v / 2, "pass@1_hi": 2 * v} for b, v in (("mini_math", 0.05), ("mini_code", 0.1))])
+    table = results_overview(results)
+    assert list(table.columns) == ["mini_math", "mini_code"]
+    assert table.loc[("m", "0%-Pre", 120), "mini_code"] == "10.0 [5.0, 20.0]"

@@ -319,3 +319,12 @@ def test_claims_table_leads_the_report_and_figures_share_arm_colours(mini_run, t
     bars = report.headline_bars(report.load_results(run_dir / "eval" / "results.csv"),
                                 report.spec_from(report.load_results(run_dir / "eval" / "results.csv")))
     assert (bars["lo"] <= bars["pass@1"]).all() and (bars["pass@1"] <= bars["hi"]).all()
+
+
+def test_examples_overview_puts_arms_side_by_side():
+    examples = pd.DataFrame([{"size": "mini", "benchmark": "mini_math", "problem_id": "p1", "arm": arm, "verdict": v}
+                             for arm, v in (("100%-Pre", "correct"), ("Base", "wrong (truncated)"))])
+    table = report.examples_overview(examples)
+    assert list(table.columns) == ["Base", "100%-Pre"], "arms in the paper's order"
+    assert table.loc[("mini", "mini_math", "p1"), "100%-Pre"] == "correct"
+    assert report.examples_overview(pd.DataFrame()).empty

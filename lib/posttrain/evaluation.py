@@ -114,6 +114,25 @@ def plan_table(jobs: list[EvalJob]):
     return pd.DataFrame([{**asdict(j), "benchmarks": ", ".join(j.benchmarks)} for j in jobs])
 
 
+def plan_overview(jobs: list[EvalJob]):
+    """The plan as a reader scans it: one row per model with its evaluated steps (plan_table has a row per job)."""
+    table = plan_table(jobs)
+    table["step"] = table["step"].map(lambda s: "final" if s is None or s != s else str(int(s)))
+    union = lambda col: ", ".join(dict.fromkeys(b for row in col for b in row.split(", ")))  # noqa: E731
+    return (table.groupby(["model", "arm", "size", "train_domain"], dropna=False, sort=False)
+            .agg(steps=("step", ", ".join), benchmarks=("benchmarks", union)).reset_index())
+
+
+def results_overview(results, stat: str = "pass@1"):
+    """pass@k in % with its 95% CI, one row per model × step and one column per benchmark (results.csv has a row
+    per benchmark too): the table a reader compares arms in."""
+    cell = results.apply(lambda r: f"{100 * r[stat]:.1f} [{100 * r[f'{stat}_lo']:.1f}, {100 * r[f'{stat}_hi']:.1f}]",
+                         axis=1)
+    return (results.assign(cell=cell)
+            .pivot_table(index=["model", "arm", "step"], columns="benchmark", values="cell", aggfunc="first", sort=False)
+            .rename_axis(columns=None))
+
+
 # ----------------------------------------------------------------------------------------------- records
 
 
@@ -302,8 +321,7 @@ def run_evaluation(study: StudyParams, force: bool = False, jobs: list[EvalJob] 
     """
     import pandas as pd
 
-    from posttrain.progress import bar, bars_disabled
-    progress = progress and not bars_disabled()  # also silences the graders' and the engine's own bars
+    from posttrain.progress import bar
     params = study.evaluate
     jobs = plan_evaluations(study) if jobs is None else jobs
     problems = load_problems([b for j in jobs for b in j.benchmarks], params)

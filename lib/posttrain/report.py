@@ -736,6 +736,16 @@ def _format_gaps(gaps: pd.DataFrame) -> pd.DataFrame:
         "note": gaps["note"].fillna("")})
 
 
+def examples_overview(examples: pd.DataFrame) -> pd.DataFrame:
+    """The graded examples side by side: one row per problem, one column per arm, the verdict in each cell (the
+    responses themselves are in report/examples.md)."""
+    if examples.empty:
+        return examples
+    return (examples.pivot_table(index=["size", "benchmark", "problem_id"], columns="arm", values="verdict",
+                                 aggfunc="first", sort=False)
+            .reindex(columns=[a for a in ARM_ORDER if a in set(examples["arm"])]).rename_axis(columns=None))
+
+
 def _examples_markdown(examples: pd.DataFrame) -> str:
     lines = ["# Graded example outputs (first sample, final checkpoints)", ""]
     for (size, bench, pid), group in examples.groupby(["size", "benchmark", "problem_id"], sort=False):

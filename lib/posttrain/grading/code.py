@@ -493,11 +493,5 @@ def grade_code_batch(items: list, timeout_s: float = 6.0, num_workers: int | Non
                                   item.get("test_program"), **options)
 
     with ThreadPoolExecutor(max_workers=num_workers) as pool:
-        results = pool.map(one, items)
-        if progress:
-            try:
-                from tqdm.auto import tqdm
-                results = tqdm(results, total=len(items), desc="grading code")
-            except ImportError:
-                pass
-        return list(results)
+        from posttrain.progress import bar
+        return list(bar(progress, iterable=pool.map(one, items), total=len(items), desc="grading code"))

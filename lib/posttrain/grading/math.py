@@ -1394,20 +1394,16 @@ def grade_math_batch(pairs: list[tuple[str, str]], timeout_s: float = 5.0, num_w
             results[i] = verdict
         else:
             todo.append((i, extracted, boxes, g))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(pairs), desc="grading math", initial=len(pairs) - len(todo))
+    from posttrain.progress import bar  # here, not at the top: the worker loads this file without the package
+    pbar = bar(progress, total=len(pairs), desc="grading math", initial=len(pairs) - len(todo))
 
     def run(item: tuple[int, str, list[str], str]) -> None:
         i, extracted, boxes, g = item
         results[i] = _grade_extracted(extracted, boxes, g, timeout_s, want_workers=n_workers)
-        if bar is not None:
-            bar.update(1)
+        pbar.update(1)
 
     if todo:
         with ThreadPoolExecutor(max_workers=min(n_workers, len(todo))) as ex:
             list(ex.map(run, todo))
-    if bar is not None:
-        bar.close()
+    pbar.close()
     return results  # type: ignore[return-value]
