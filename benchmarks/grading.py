@@ -253,10 +253,7 @@ def one_test_costs(timeout_s: float, calls: int = 20) -> None:
 # ---------------------------------------------------------------- a finished run: lcb vs strict
 
 def _eval_sets():
-    try:
-        return importlib.import_module("posttrain.eval_sets")
-    except ImportError:  # before the evaluation sets had their own module
-        return importlib.import_module("posttrain.benchmarks")
+    return importlib.import_module("posttrain.eval_sets")
 
 
 def run_code_items(run_dir: Path) -> list:

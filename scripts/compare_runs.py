@@ -25,14 +25,14 @@ def _relative_files(root: Path, pattern: str) -> set[Path]:
     return {p.relative_to(root) for p in root.glob(pattern)}
 
 
-def compare_losses(a: Path, b: Path) -> list[str]:
+def _compare_files(a: Path, b: Path, pattern: str, read, what: str) -> list[str]:
+    """Each file matching `pattern` under either run: missing from one, or `read` giving different contents."""
     diffs = []
-    files = _relative_files(a, LOSS_LOGS) | _relative_files(b, LOSS_LOGS)
-    for rel in sorted(files):
+    for rel in sorted(_relative_files(a, pattern) | _relative_files(b, pattern)):
         if not (a / rel).exists() or not (b / rel).exists():
             diffs.append(f"{rel}: only in one run")
-        elif (a / rel).read_text() != (b / rel).read_text():
-            diffs.append(f"{rel}: loss logs differ")
+        elif read(a / rel) != read(b / rel):
+            diffs.append(f"{rel}: {what} differ")
     return diffs
 
 
@@ -40,15 +40,12 @@ def _responses(path: Path) -> dict[str, list]:
     return {row["problem_id"]: row["responses"] for row in read_jsonl(path)}
 
 
+def compare_losses(a: Path, b: Path) -> list[str]:
+    return _compare_files(a, b, LOSS_LOGS, Path.read_text, "loss logs")
+
+
 def compare_records(a: Path, b: Path) -> list[str]:
-    diffs = []
-    files = _relative_files(a, "eval/**/*.jsonl") | _relative_files(b, "eval/**/*.jsonl")
-    for rel in sorted(files):
-        if not (a / rel).exists() or not (b / rel).exists():
-            diffs.append(f"{rel}: only in one run")
-        elif _responses(a / rel) != _responses(b / rel):
-            diffs.append(f"{rel}: sampled responses differ")
-    return diffs
+    return _compare_files(a, b, "eval/**/*.jsonl", _responses, "sampled responses")
 
 
 def _results(path: Path) -> dict[tuple, dict]:

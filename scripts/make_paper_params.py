@@ -108,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         if stale:
             print(f"differ from scripts/make_paper_params.py: {', '.join(stale)}", file=sys.stderr)
         return 1 if stale else 0
-    for name, text in paper_files().items():
+    files = paper_files()
+    for name, text in files.items():
         (PAPER_DIR / name).write_text(text)
-    print(f"wrote {len(paper_files())} files to {PAPER_DIR}")
+    print(f"wrote {len(files)} files to {PAPER_DIR}")
     return 0
 
 

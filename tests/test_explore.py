@@ -130,3 +130,14 @@ def test_sft_sources_table_shows_repo_relative_paths():
     table = explore.sft_sources_table(sources, {name: [{}] * 3 for name in sources})
     assert table.loc["math:messages_jsonl", "path"] == "runs/x/setup/data/math_train.jsonl"
     assert (table["rows"] == 3).all()
+
+
+def test_sft_overlap_finds_a_benchmark_problem_copied_into_sft_data():
+    from posttrain.eval_sets import Problem
+    text = "A train leaves the station at noon and travels sixty miles per hour for three hours; how far does it go"
+    problems = {"mini_math": [Problem(id="p1", benchmark="mini_math", domain="math", problem=text, answer="180")]}
+    rows = [{"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "180"}]},
+            {"messages": [{"role": "user", "content": "Compute 1 + 1."}, {"role": "assistant", "content": "2"}]}]
+    overlap = explore.sft_overlap(problems, {"sft": rows}, ngram=8, max_rows=None)
+    assert set(overlap["source"]) == {"sft"}
+    assert overlap["max_containment"].max() == pytest.approx(1.0)

@@ -181,6 +181,16 @@ def read_gsm8k_questions(path: Path = GSM8K_TRAIN) -> Iterator[str]:
             yield question
 
 
+def sft_overlap(problems: Mapping[str, ProblemSet], datasets: Mapping[str, object], ngram: int,
+                max_rows: int | None) -> pd.DataFrame:
+    """n-gram overlap of each SFT set (its first `max_rows` rows) with every benchmark problem, one table."""
+    from posttrain.overlap import OverlapIndex, sft_rows
+
+    index = OverlapIndex([(n, p.id, p.problem) for n, ps in problems.items() for p in ps], ngram=ngram)
+    return pd.concat([index.scan(sft_rows(ds, max_rows), name, text_key="problem", id_key="index")
+                      for name, ds in datasets.items()], ignore_index=True)
+
+
 def reference_overlap(ngram: int, data_dir: Path = SHARED_DATA_DIR) -> pd.DataFrame | None:
     """Overlap of GSM8K's train questions with MATH-500 and AIME 2024/2025, from the shared real data; None where
     that data is absent."""

@@ -73,7 +73,7 @@ def run_setup_stage(study: StudyParams) -> float | None:
         return None
     print(f"[pipeline] {SETUP_STAGE}: building {repo_relative(Path(study.run_dir) / 'setup')} ...", flush=True)
     start = time.time()
-    build_mini_setup(study.setup, study.run_dir)
+    build_mini_setup(study.setup, study.run_dir, force=True)  # force: currency was just checked above
     seconds = time.time() - start
     print(f"[pipeline] {SETUP_STAGE}: {seconds:.0f} s", flush=True)
     return seconds

@@ -704,7 +704,7 @@ def to_latex(table: pd.DataFrame, notes: list[str] = (), caption: str = "") -> s
     return tex
 
 
-def claims_markdown(summary: pd.DataFrame, cases: pd.DataFrame, spec: ReportSpec) -> str:
+def claims_markdown(summary: pd.DataFrame, spec: ReportSpec) -> str:
     """The claims table as a reader meets it: claim, paper, this run, verdict; then the rule and the benchmarks."""
     shown = summary.assign(claim=[f"{n}. {s}" for n, s in zip(summary["claim"], summary["statement"])],
                            paper=[f"{p} ({s})" for p, s in zip(summary["paper"], summary["source"])],
@@ -763,7 +763,7 @@ def table_captions(tables, spec: ReportSpec, results) -> dict[str, str]:
 
 
 def _markdown_pages(tables, notes, captions: dict[str, str], spec: ReportSpec) -> dict[str, str]:
-    pages = {"claims": claims_markdown(tables["claims"], tables["claim_cases"], spec)}
+    pages = {"claims": claims_markdown(tables["claims"], spec)}
     for name, table in tables.items():
         if table.empty or name == "claims":
             continue

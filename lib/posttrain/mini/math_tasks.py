@@ -34,7 +34,8 @@ def format_answer(value: Fraction | int) -> str:
     return f"{sign}\\frac{{{abs(value.numerator)}}}{{{value.denominator}}}"
 
 
-def _finish(steps: list[str], answer: Fraction | int) -> str:
+def finish_solution(steps: list[str], answer: Fraction | int) -> str:
+    """Solution lines ending in the boxed answer, as every generated math problem writes it."""
     return "\n".join(steps + [f"The answer is \\boxed{{{format_answer(answer)}}}."])
 
 
@@ -47,7 +48,7 @@ def arithmetic(rng: random.Random, level: int) -> MathProblem:
         new = total + t if op == "+" else total - t
         steps.append(f"{total} {op} {t} = {new}.")
         expr, total = f"{expr} {op} {t}", new
-    return MathProblem(f"Compute {expr}.", _finish(steps, total), format_answer(total), "arithmetic", level)
+    return MathProblem(f"Compute {expr}.", finish_solution(steps, total), format_answer(total), "arithmetic", level)
 
 
 def groups(rng: random.Random, level: int) -> MathProblem:
@@ -70,7 +71,7 @@ def groups(rng: random.Random, level: int) -> MathProblem:
             steps.append(f"{total} + {k} = {total + k}.")
             total += k
     text += f"How many {item} does {name} have now?"
-    return MathProblem(text, _finish(steps, total), format_answer(total), "groups", level)
+    return MathProblem(text, finish_solution(steps, total), format_answer(total), "groups", level)
 
 
 def _term(a: int) -> str:
@@ -88,7 +89,7 @@ def linear(rng: random.Random, level: int) -> MathProblem:
         steps = [f"Move the x terms to the left: {_term(a - c)} {_sign(b)} = {d}.",
                  f"{_undo(b)}: {_term(a - c)} = {d - b}.",
                  f"Divide both sides by {a - c}: x = {format_answer(x)}."]
-        return MathProblem(text, _finish(steps, x), format_answer(x), "linear", level)
+        return MathProblem(text, finish_solution(steps, x), format_answer(x), "linear", level)
     a = rng.randint(2, 9 if level == 1 else 12)
     if level == 1:  # integer answer, positive numbers
         x, b = rng.randint(1, 12), rng.randint(1, 20)
@@ -99,7 +100,7 @@ def linear(rng: random.Random, level: int) -> MathProblem:
     text = f"Solve for x: {_term(a)} {_sign(b)} = {c}."
     steps = [f"{_undo(b)}: {_term(a)} = {c - b}.",
              f"Divide both sides by {a}: x = {format_answer(x)}."]
-    return MathProblem(text, _finish(steps, x), format_answer(x), "linear", level)
+    return MathProblem(text, finish_solution(steps, x), format_answer(x), "linear", level)
 
 
 def _sign(b: int) -> str:
@@ -127,7 +128,7 @@ def remainder(rng: random.Random, level: int) -> MathProblem:
         steps = []
     q_, r = divmod(n, m)
     steps += [f"{m} * {q_} = {m * q_}.", f"{n} - {m * q_} = {r}."]
-    return MathProblem(text, _finish(steps, r), format_answer(r), "remainder", level)
+    return MathProblem(text, finish_solution(steps, r), format_answer(r), "remainder", level)
 
 
 GENERATORS = {"arithmetic": arithmetic, "groups": groups, "linear": linear, "remainder": remainder}

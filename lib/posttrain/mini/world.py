@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 from posttrain.mini.code_tasks import CodeTask  # the code task record (tests in LiveCodeBench's stdin format)
-from posttrain.mini.math_tasks import MathProblem, format_answer
+from posttrain.mini.math_tasks import MathProblem, finish_solution, format_answer
 
 # ---------------------------------------------------------------------------------------------- the world
 
@@ -243,10 +243,6 @@ def _ranges(numbers: str) -> dict:
     return NUMBER_RANGES[numbers]
 
 
-def _finish(steps: list[str], answer: int) -> str:
-    return "\n".join(steps + [f"The answer is \\boxed{{{format_answer(answer)}}}."])
-
-
 def chain_problem(world: World, rng: random.Random, level: int, numbers: str = "standard") -> MathProblem:
     """Goods loaded and unloaded at stops: a chain of + and -; level 3 adds a doubling step."""
     town = rng.choice(world.towns).name
@@ -270,7 +266,7 @@ def chain_problem(world: World, rng: random.Random, level: int, numbers: str = "
         steps.append(f"{total} * 2 = {total * 2}.")
         total *= 2
     text += f" How many {many} are on the cart at the end?"
-    return MathProblem(text, _finish(steps, total), format_answer(total), "chain", level)
+    return MathProblem(text, finish_solution(steps, total), format_answer(total), "chain", level)
 
 
 def rows_problem(world: World, rng: random.Random, level: int, numbers: str = "standard") -> MathProblem:
@@ -295,7 +291,7 @@ def rows_problem(world: World, rng: random.Random, level: int, numbers: str = "s
             steps.append(f"{total} + {k} = {total + k}.")
             total += k
     text += f" How many {many} does the {person} have now?"
-    return MathProblem(text, _finish(steps, total), format_answer(total), "rows", level)
+    return MathProblem(text, finish_solution(steps, total), format_answer(total), "rows", level)
 
 
 def share_problem(world: World, rng: random.Random, level: int, numbers: str = "standard") -> MathProblem:
@@ -318,7 +314,7 @@ def share_problem(world: World, rng: random.Random, level: int, numbers: str = "
             + (f"How many {many} are left over?" if ask_rest else f"How many {many} does each household get?"))
     steps += [f"{m} * {q_} = {m * q_}."] + ([f"{n} - {m * q_} = {r}."] if ask_rest else [])
     answer = r if ask_rest else q_
-    return MathProblem(text, _finish(steps, answer), format_answer(answer), "share", level)
+    return MathProblem(text, finish_solution(steps, answer), format_answer(answer), "share", level)
 
 
 def number_problem(world: World, rng: random.Random, level: int, numbers: str = "standard") -> MathProblem:
@@ -340,7 +336,7 @@ def number_problem(world: World, rng: random.Random, level: int, numbers: str = 
         c = a * x + b
         text = f"A scribe of {town} picks a number. {a} times the number plus {b} equals {c}. What is the number?"
         steps = [f"{c} - {b} = {c - b}.", f"{c - b} / {a} = {x}."]
-    return MathProblem(text, _finish(steps, x), format_answer(x), "number", level)
+    return MathProblem(text, finish_solution(steps, x), format_answer(x), "number", level)
 
 
 SELF_CONTAINED = {"chain": chain_problem, "rows": rows_problem, "share": share_problem, "number": number_problem}
@@ -367,7 +363,7 @@ def knowledge_problem(world: World, rng: random.Random, towns: tuple[str, ...]) 
         text = f"{a} adds {k} {many}. How many {many} does {a} have then?"
         steps = [f"{a} has {fa} {many}.", f"{fa} + {k} = {fa + k}."]
         answer = fa + k
-    return MathProblem(text, _finish(steps, answer), format_answer(answer), "knowledge", 0)
+    return MathProblem(text, finish_solution(steps, answer), format_answer(answer), "knowledge", 0)
 
 
 def _distinct(make, count: int, exclude: set[str], what: str, text=lambda p: p.problem) -> list:
