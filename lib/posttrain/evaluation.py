@@ -234,7 +234,8 @@ def grade_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams,
         path = ckpt_dir / f"{bench}.jsonl"
         records = _current_records(path, generation_hash(params, bench))
         by_id = {p.id: p for p in problems[bench]}
-        grader = get_spec(bench).grader_label
+        spec = get_spec(bench)
+        grader = spec.grader_label
         files[bench] = (path, records)
         for pid, rec in records.items():
             if (rec.graded and rec.grader == grader) or pid not in by_id:
@@ -246,15 +247,15 @@ def grade_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams,
                 if reason == "length":
                     continue
                 if problem.domain == "math":
-                    slots.append((grader, len(math_pairs), rec, i))
+                    slots.append(("math", len(math_pairs), rec, i))
                     math_pairs.append((resp, problem.answer))
                 else:
-                    batch = code_items.setdefault(grader, [])
-                    slots.append((grader, len(batch), rec, i))
+                    batch = code_items.setdefault(spec.semantics, [])
+                    slots.append((spec.semantics, len(batch), rec, i))
                     batch.append(grading_item(problem, resp))
     verdicts = _grade_batches(math_pairs, code_items, params, progress)
-    for grader, j, rec, i in slots:
-        v = verdicts[grader][j]
+    for batch, j, rec, i in slots:
+        v = verdicts[batch][j]
         rec.correct[i], rec.statuses[i] = bool(v.correct), v.status
     for path, records in files.values():
         write_records(path, list(records.values()))
@@ -262,15 +263,15 @@ def grade_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams,
 
 
 def _grade_batches(math_pairs: list, code_items: dict[str, list[dict]], params: EvalParams, progress: bool) -> dict:
-    """grader label → verdicts (posttrain.grading.Verdict) in input order; one code batch per semantics."""
+    """"math" or a code semantics → verdicts (posttrain.grading.Verdict) in input order; one code batch per
+    semantics."""
     from posttrain.grading.code import grade_code_batch
     from posttrain.grading.math import grade_math_batch
     out = {"math": grade_math_batch(math_pairs, params.grade_timeout_s, num_workers=params.grade_workers,
                                     progress=progress) if math_pairs else []}
-    for grader, items in code_items.items():
-        semantics = grader.split(":", 1)[1]
-        out[grader] = grade_code_batch(items, params.grade_timeout_s, num_workers=params.grade_workers,
-                                       progress=progress, semantics=semantics)
+    for semantics, items in code_items.items():
+        out[semantics] = grade_code_batch(items, params.grade_timeout_s, num_workers=params.grade_workers,
+                                           progress=progress, semantics=semantics)
     return out
 
 
