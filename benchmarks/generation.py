@@ -4,7 +4,9 @@ Builds a BPE tokenizer (trained here with `tokenizers`) and a random Qwen2 model
 attention accepts), then runs the generation worker (`python -m posttrain.generation`) for each engine twice: a
 1-token request (= start-up: interpreter, model load, KV-cache allocation) and the full request.
 Decode throughput = generated tokens / (full - start-up).
-Run: `.venv/bin/python benchmarks/generation.py [--prompts 20 --n 10 ...]`.
+Run: `.venv/bin/python benchmarks/generation.py [--prompts 20 --n 10 ...]`; a miniature's model and prompts:
+`--model runs/mini/sft/math_0pre/checkpoint-N --prompts-file runs/mini/setup/data/mini_math_test.jsonl --prompts 240
+--n 4 --max-tokens 192 --hf-batch 64 256 1024`.
 """
 from __future__ import annotations
 
@@ -43,14 +45,15 @@ def build_model(path: Path, hidden: int, layers: int, heads: int, vocab: int) ->
     Qwen2ForCausalLM(cfg).save_pretrained(path)
 
 
-def time_engine(engine: str, model: str, prompts: list[dict], args, workdir: Path) -> dict:
+def time_engine(engine: str, model: str, prompts: list[dict], args, workdir: Path, hf_batch: int = 64) -> dict:
     # Each request runs in a fresh process (vLLM does not free an engine for a second one in the same process),
     # so both timings include interpreter + engine start-up; the 1-token request measures that start-up alone.
     def run(name, prompts, n, max_tokens):
         out = workdir / f"{engine}_{name}.jsonl"
         out.unlink(missing_ok=True)
         req = GenerationRequest(model=model, tokenizer=model, prompts=prompts, output=str(out), n=n,
-                                temperature=0.6, top_p=0.95, max_tokens=max_tokens, seed=0, dtype=args.dtype)
+                                temperature=0.6, top_p=0.95, max_tokens=max_tokens, seed=0, dtype=args.dtype,
+                                hf_batch_sequences=hf_batch, chunk_size=max(256, len(prompts)))
         req.save(workdir / "request.json")
         t = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "posttrain.generation", str(workdir / "request.json"), engine],
@@ -62,7 +65,8 @@ def time_engine(engine: str, model: str, prompts: list[dict], args, workdir: Pat
         return seconds, tokens
     startup, _ = run("warmup", prompts[:1], 1, 1)
     total, tokens = run("full", prompts, args.n, args.max_tokens)
-    return {"engine": engine, "startup_s": round(startup, 1), "total_s": round(total, 1), "tokens": tokens,
+    return {"engine": engine, **({"hf_batch_sequences": hf_batch} if engine == "hf" else {}),
+            "startup_s": round(startup, 1), "total_s": round(total, 1), "tokens": tokens,
             "end_to_end_tok_per_s": round(tokens / total),
             # None when start-up noise exceeds the decode time (a loaded machine): rerun with more prompts
             "decode_tok_per_s": round(tokens / (total - startup)) if total > 1.2 * startup else None}
@@ -79,23 +83,35 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=2048)
     ap.add_argument("--dtype", default="float32", help="same dtype for both engines (vLLM's CPU default is bf16)")
     ap.add_argument("--engines", default="vllm,hf")
+    ap.add_argument("--hf-batch", type=int, nargs="+", default=[64],
+                    help="HF engine: sequences per generate call (one run each)")
+    ap.add_argument("--model", help="an existing model dir (e.g. a miniature checkpoint) instead of a random one")
+    ap.add_argument("--prompts-file", help="benchmark rows (JSONL with `problem`) to prompt with, OMR's math prompt")
     args = ap.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
     with tempfile.TemporaryDirectory() as tmp:
-        model = Path(tmp) / "model"
-        build_model(model, args.hidden, args.layers, args.heads, args.vocab)
+        model = Path(args.model) if args.model else Path(tmp) / "model"
+        if not args.model:
+            build_model(model, args.hidden, args.layers, args.heads, args.vocab)
         from transformers import AutoModelForCausalLM, AutoTokenizer
         tok = AutoTokenizer.from_pretrained(model)
         params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model).parameters())
+        if args.prompts_file:
+            from posttrain.prompts import OMR_MATH_PROMPT
+            from posttrain.records import read_jsonl
+            texts = [OMR_MATH_PROMPT.format(problem=r["problem"]) for r in read_jsonl(args.prompts_file)]
+        else:
+            texts = [f"Problem {i}: compute {i} * {i + 3} + {i % 7}." for i in range(args.prompts)]
         prompts = [{"key": {"i": i}, "prompt": tok.apply_chat_template(
-            [{"role": "user", "content": f"Problem {i}: compute {i} * {i + 3} + {i % 7}."}],
-            add_generation_prompt=True, tokenize=False)} for i in range(args.prompts)]
+            [{"role": "user", "content": t}], add_generation_prompt=True, tokenize=False)}
+            for i, t in enumerate(texts[:args.prompts])]
         print(f"model: hidden {args.hidden}, {args.layers} layers, {args.heads} heads, vocab {len(tok)}, "
               f"{params / 1e6:.2f}M params, {args.dtype}; {args.prompts} prompts x n={args.n}, "
               f"<= {args.max_tokens} new tokens, T=0.6, top-p 0.95; {os.cpu_count()} CPU cores")
         for engine in args.engines.split(","):
-            print(json.dumps(time_engine(engine, str(model), prompts, args, Path(tmp))), flush=True)
+            for hf_batch in (args.hf_batch if engine == "hf" else [64]):
+                print(json.dumps(time_engine(engine, str(model), prompts, args, Path(tmp), hf_batch)), flush=True)
 
 
 if __name__ == "__main__":  # vLLM spawns processes: the guard is required

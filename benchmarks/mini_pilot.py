@@ -34,10 +34,12 @@ from posttrain.models import tiny_qwen2_config
 from posttrain.prompts import OMR_MATH_PROMPT, math_sft_messages
 
 
-def pilot_spec(seed: int, examples: int, numbers: str = "standard") -> W.WorldSpec:
+def pilot_spec(seed: int, examples: int, numbers: str = "standard", drills: float = 0.0,
+               knowledge: float = 0.25) -> W.WorldSpec:
     # The corpus only trains the tokenizer here (0%-Pre never sees it): a smaller one keeps the same vocabulary.
     return W.WorldSpec(seed=seed, exposures_per_fact=60, arithmetic_docs=2000, program_docs=2000, story_docs=500,
-                       math_train=max(examples, 1000), code_train=500, math_numbers=numbers)
+                       math_train=max(examples, 1000), code_train=500, math_numbers=numbers,
+                       drill_fraction=drills, knowledge_fraction=knowledge)
 
 
 @torch.no_grad()
@@ -109,6 +111,9 @@ def main() -> None:
     ap.add_argument("--eval", type=int, default=120, help="problems per evaluation set")
     ap.add_argument("--evals-at", type=float, nargs="+", default=[0.5, 1.0])
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--schedule", default="cosine", choices=["cosine", "constant_with_warmup"],
+                    help="LR schedule after the warmup")
+    ap.add_argument("--warmup", type=int, default=None, help="warmup steps (default: 5%% of the run)")
     ap.add_argument("--rows", type=int, default=4, help="packed rows per step")
     ap.add_argument("--epochs", type=float, default=1.0, help="passes over the SFT pool (reshuffled each pass)")
     ap.add_argument("--seq-len", type=int, default=512)
@@ -117,6 +122,8 @@ def main() -> None:
     ap.add_argument("--numbers", default="standard", choices=sorted(W.NUMBER_RANGES),
                     help="number ranges of levels 1-2 (WorldSpec.math_numbers)")
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--drills", type=float, default=0.0, help="share of arithmetic drills (WorldSpec.drill_fraction)")
+    ap.add_argument("--knowledge", type=float, default=0.25, help="share of knowledge questions (knowledge_fraction)")
     args = ap.parse_args()
     if args.world_seed < 1000:
         raise SystemExit("--world-seed must be >= 1000: pilots never touch the final study's world (seed 0)")
@@ -126,7 +133,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     t0 = time.perf_counter()
-    spec = pilot_spec(args.world_seed, args.examples, args.numbers)
+    spec = pilot_spec(args.world_seed, args.examples, args.numbers, args.drills, args.knowledge)
     world = W.make_world(spec)
     tasks = W.build_world_tasks(world, spec)
     tokenizer = ensure_chat_template(W.train_world_tokenizer(W.build_world_corpus(world, spec), tasks, 1024))
@@ -144,7 +151,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = AutoModelForCausalLM.from_config(cfg)
     print(f"params={sum(p.numel() for p in model.parameters()) / 1e6:.2f}M world_seed={args.world_seed} "
-          f"examples={args.examples} numbers={args.numbers} epochs={args.epochs} layers={args.layers} hidden={args.hidden} sft_tokens={sft_tokens} rows={len(packed)} "
+          f"examples={args.examples} numbers={args.numbers} drills={args.drills} knowledge={args.knowledge} epochs={args.epochs} schedule={args.schedule} layers={args.layers} hidden={args.hidden} sft_tokens={sft_tokens} rows={len(packed)} "
           f"steps={steps} lr={args.lr} threads={torch.get_num_threads()} setup={time.perf_counter() - t0:.0f}s",
           flush=True)
     test, probe = tasks.math_test[:args.eval], tasks.knowledge_probe[:args.eval]
@@ -162,7 +169,7 @@ def main() -> None:
     eval_steps = {max(1, round(f * steps)) for f in args.evals_at}
     with tempfile.TemporaryDirectory() as out:
         config = SFTConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=args.rows,
-                           learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=max(1, steps // 20),
+                           learning_rate=args.lr, lr_scheduler_type=args.schedule, warmup_steps=args.warmup or max(1, steps // 20),
                            weight_decay=0.0, max_length=args.seq_len, report_to="none", use_cpu=True,
                            save_strategy="no", logging_steps=max(1, steps // 5), disable_tqdm=True,
                            dataloader_num_workers=0, seed=args.seed, data_seed=args.seed, **PER_ROW_SFT_CONFIG)

@@ -37,7 +37,8 @@ def test_tokenizer_of_a_hub_study_is_the_first_sft_runs():
 
 def test_explored_benchmarks_default_to_the_evaluated_ones(tmp_path):
     study = _mini_study(tmp_path)
-    assert explore.explored_benchmarks(study) == ["mini_math", "mini_math_competition", "mini_code"]
+    assert explore.explored_benchmarks(study) == ["mini_math", "mini_math_competition", "mini_knowledge_probe",
+                                                  "mini_knowledge_seen", "mini_code", "mini_code_competition"]
     chosen = study.model_copy(update={"explore": study.explore.model_copy(update={"benchmarks": ["mini_code"]})})
     assert explore.explored_benchmarks(chosen) == ["mini_code"]
 

@@ -53,7 +53,10 @@ def test_export_writes_index_and_self_contained_pages(run_dir):
     assert "<table>" in index and "mini_math pass@1" in index and "70.0" in index  # Table 1 as HTML
     # the claims table comes first, with the paper's figure and a verdict per claim
     assert index.index("claims hold") < index.index("Headline results")
-    assert "74.4 vs 2.4" in index and "undetermined (no CI)" in index and "Rule: A case holds" in index
+    assert "74.4 vs 2.4" in index and "Rule: A case holds" in index
+    # this synthetic run's Base scores 10% and its 0%-Pre 20%: the gates say so, and the claims cannot be decided
+    assert "cannot decide (gate failed: instruments, learning floor)" in index and "<h3>Gates" in index
+    assert index.index("<h3>Gates") < index.index("Headline results")
     assert "data:image/png;base64," in index  # the main figure travels with the page
     page = (run_dir / "notebooks" / "04_report.html").read_text()
     assert "Report notebook" in page and "data:image/png;base64," in page

@@ -12,13 +12,18 @@ from posttrain.mini import math_tasks
 from posttrain.mini.code_tasks import all_specs, generate_code, is_test_task, lcb_row, render_task
 from posttrain.mini.corpus import build_corpus, split_document
 from posttrain.mini.math_tasks import check_answer, generate_math
-from posttrain.mini.build import build_mini_setup, build_tasks, require_setup, setup_is_current, setup_paths
+from posttrain.mini.build import (build_mini_setup, build_tasks, require_setup, setup_is_current, setup_paths,
+                                  world_spec)
 from posttrain.params import REPO_ROOT, MiniSetupParams, load_study
 
-SMALL = MiniSetupParams(math_train=200, math_test=20, math_competition=20, code_train=200, code_test=20,
-                        corpus_max_chars=150_000, vocab_size=600, hidden_size=64, num_hidden_layers=1,
+SMALL = MiniSetupParams(seed=1000, num_towns=12, exposures_per_fact=8, arithmetic_docs=100, program_docs=100,
+                        story_docs=30, math_train=200, math_test=20, math_competition=20, code_train=200, code_test=20,
+                        code_competition=10, knowledge_probe=10, knowledge_seen=10, drill_fraction=0.2,
+                        math_numbers="small", vocab_size=600, hidden_size=64, num_hidden_layers=1,
                         num_attention_heads=2, num_key_value_heads=1, intermediate_size=128,
                         max_position_embeddings=512)
+SETS = {"mini_math": 20, "mini_math_competition": 20, "mini_knowledge_probe": 10, "mini_knowledge_seen": 10,
+        "mini_code": 20, "mini_code_competition": 10}
 
 
 # ---------------------------------------------------------------------------------------------- math
@@ -178,11 +183,20 @@ def test_corpus_cap_determinism_and_dclm(tmp_path):
 
 
 def test_tasks_train_test_disjoint():
-    tasks = build_tasks(SMALL)
-    train = {p.problem for p in tasks["math_train"]}
-    assert not train & {p.problem for p in tasks["math_test"] + tasks["math_competition"]}
-    assert {p.level for p in tasks["math_competition"]} == {3}
-    assert not {t.key for t in tasks["code_train"]} & {t.key for t in tasks["code_test"]}
+    world, corpus, tasks = build_tasks(SMALL)
+    train = {p.problem for p in tasks.math_train}
+    assert not train & {p.problem for p in tasks.math_test + tasks.math_competition + tasks.knowledge_probe}
+    assert {p.level for p in tasks.math_competition} == {3}
+    assert not {t.key for t in tasks.code_train} & {t.key for t in tasks.code_test}
+    assert sum(p.family == "drill" for p in tasks.math_train) == 40  # drill_fraction 0.2 of 200
+    assert not any(p.family == "drill" for p in tasks.math_test) and len(world.towns) == 12 and corpus
+
+
+def test_setup_params_are_the_world_spec():
+    spec = world_spec(SMALL)
+    assert (spec.seed, spec.num_towns, spec.drill_fraction, spec.math_numbers) == (1000, 12, 0.2, "small")
+    with pytest.raises(ValueError, match="knowledge_fraction \\+ drill_fraction must be <= 1"):
+        MiniSetupParams(knowledge_fraction=0.6, drill_fraction=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +207,12 @@ def built(tmp_path_factory):
 
 def test_setup_writes_every_file(built):
     run_dir, paths = built
-    for key in ("math_train", "code_train", "corpus", "mini_math", "mini_math_competition", "mini_code"):
+    for key in ("math_train", "code_train", "corpus", "fill_in", *SETS):
         assert sum(1 for _ in open(paths[key])) > 0, key
+    world = json.loads(open(paths["world"]).read())
+    assert len(world["seen"]) == len(world["held_out"]) == 6 and len(world["facts"]) == 12
+    cloze = json.loads(open(paths["fill_in"]).readline())
+    assert cloze["prompt"].startswith("The number of ") and cloze["answer"].strip().isdigit()
     row = json.loads(open(paths["math_train"]).readline())
     assert [m["role"] for m in row["messages"]] == ["user", "assistant"]
     assert "\\boxed{}" in row["messages"][0]["content"]
@@ -230,7 +248,7 @@ def test_setup_cli_refuses_a_study_without_setup(capsys):
 def test_benchmark_files_load_through_posttrain_eval_sets(built):
     benchmarks = pytest.importorskip("posttrain.eval_sets")
     run_dir, paths = built
-    for name, size in (("mini_math", 20), ("mini_math_competition", 20), ("mini_code", 20)):
+    for name, size in SETS.items():
         problems = benchmarks.load_benchmark(name, data_dir=paths["data_dir"])
         assert len(problems) == size and not problems.ungradable, name
 
@@ -262,7 +280,7 @@ def test_tokenizer_and_config_load(built):
 
 
 def test_setup_paths_match_the_study_yamls():
-    for name in ("mini", "smoke"):
+    for name in ("mini", "smoke", "mini_large"):
         study = load_study(REPO_ROOT / "params" / f"{name}.yaml", "/tmp/run")
         paths = setup_paths(study.run_dir)
         assert study.evaluate.data_dir == str(paths["data_dir"])
@@ -273,7 +291,7 @@ def test_setup_paths_match_the_study_yamls():
 # ---------------------------------------------------------------------------------------------- study YAMLs
 
 
-@pytest.mark.parametrize("name", ["mini", "smoke"])
+@pytest.mark.parametrize("name", ["mini", "smoke", "mini_large"])
 def test_study_yaml_validates(name):
     study = load_study(REPO_ROOT / "params" / f"{name}.yaml", f"/tmp/{name}")
     assert study.name == name and study.setup is not None
@@ -282,7 +300,12 @@ def test_study_yaml_validates(name):
     full, short = (next(r for r in study.pretrain if r.name == n) for n in ("pretrain_full", "pretrain_short"))
     assert short.training.max_steps <= 0.1 * full.training.max_steps
     assert short.training.lr_scheduler == "constant_with_warmup"
-    assert study.evaluate.sampling.n >= 5
+    # The demo samples 4 per problem (pass@1 only: its time budget); the others 5+ so pass@5 exists.
+    assert study.evaluate.sampling.n >= (4 if name == "mini" else 5)
+    if name != "smoke":  # the power rule: >= 200 in-domain problems, >= 100 harder / cross-domain
+        assert (study.setup.math_test, study.setup.code_test) >= (200, 200)
+        assert min(study.setup.math_competition, study.setup.code_competition) >= 100
+        assert study.setup.seed == 0  # the final study's world; pilots use seeds >= 1000
     for run in study.pretrain + study.sft:
         t = run.training
         assert t.use_cpu and not t.bf16 and not t.gradient_checkpointing and t.packing

@@ -233,15 +233,17 @@ def test_claim_verdict_combines_cases():
 
 
 def _claims_run(tmp_path, per_problem: dict, n_samples=4):
-    """One size, mini_math + mini_code; per_problem[(arm, train_domain, bench)] = correct samples per problem."""
+    """One size, mini_math + mini_code; per_problem[(arm, train_domain, bench)] = correct samples per problem
+    (a 4th key element, when given, is the checkpoint step; default 1)."""
     rows = []
-    for (arm, domain, bench), counts in per_problem.items():
+    for key, counts in per_problem.items():
+        (arm, domain, bench), step = key[:3], (key[3] if len(key) > 3 else 1)
         model = "base" if arm == "Base" else f"{domain}_{arm}"
         correct = np.array([[j < c for j in range(n_samples)] for c in counts])
-        relpath = records_relpath(model, "final", bench)
+        relpath = records_relpath(model, f"checkpoint-{step}", bench)
         _write_records(tmp_path / relpath, bench, correct)
         p1 = correct.mean(1).mean()
-        rows.append({"model": model, "arm": arm, "size": "mini", "train_domain": domain, "step": 1,
+        rows.append({"model": model, "arm": arm, "size": "mini", "train_domain": domain, "step": step,
                      "benchmark": bench, "domain": BENCHMARK_DOMAIN[bench], "n": n_samples,
                      "num_problems": len(counts), "num_ungradable": 0, "pass@1": p1, "pass@1_lo": p1,
                      "pass@1_hi": p1, "pass@5": np.nan, "pass@5_lo": np.nan, "pass@5_hi": np.nan,
@@ -262,7 +264,7 @@ def test_claims_on_a_run_that_reproduces_the_paper(tmp_path):
     results, spec = _claims_run(tmp_path, runs)
     gaps, _ = report.gap_closure(results, spec, tmp_path, n_boot=300)
     summary, cases = report.check_claims(results, spec, tmp_path, gaps, n_boot=300)
-    assert list(summary["verdict"]) == ["holds", "holds", "holds", "holds"]
+    assert list(summary["verdict"]) == ["holds", "holds", "holds", "holds", "not checked (runs missing)"]
     lead = cases[(cases["claim"] == 2) & (cases["case"] == "mini_math (mini)")].iloc[0]
     # paired: every problem's difference is 0 or 25 points, so the CI is the resampled mean of those
     assert lead["value"] == pytest.approx(12.5) and 0 < lead["lo"] < 12.5 < lead["hi"] < 25
@@ -310,7 +312,11 @@ def test_claims_table_leads_the_report_and_figures_share_arm_colours(mini_run, t
     out = report.write_report(run_dir=run_dir, figures_dir=tmp_path / "figs", n_boot=100)
     md = (run_dir / "report" / "claims.md").read_text()
     assert md.startswith("| claim | paper |") and "Rule: A case holds" in md and "74.4 vs 2.4" in md
-    assert len(out["tables"]["claims"]) == 4
+    assert len(out["tables"]["claims"]) == 5
+    # the synthetic run (Base 10%, 0%-Pre 20% × step) fails the instruments and floor gates: its claims say so
+    assert out["tables"]["claims"]["verdict"].str.startswith("cannot decide (gate failed").sum() == 4
+    assert (run_dir / "report" / "gates.md").is_file() and (run_dir / "report" / "sft_scale.md").is_file()
+    assert {p.name for p in out["figures"]} >= {"sft_scale_math_s1.png", "sft_scale_code_s2.png"}
     manifest = (run_dir / "report" / "manifest.json").read_text()
     assert '"claims_table": "report/claims.md"' in manifest and str(tmp_path) not in manifest.replace(
         str(tmp_path / "figs"), "")
@@ -328,3 +334,56 @@ def test_examples_overview_puts_arms_side_by_side():
     assert list(table.columns) == ["Base", "100%-Pre"], "arms in the paper's order"
     assert table.loc[("mini", "mini_math", "p1"), "100%-Pre"] == "correct"
     assert report.examples_overview(pd.DataFrame()).empty
+
+
+def _scale_run(tmp_path, zero_last=3, base=0):
+    """0%-Pre and 100%-Pre math at steps 10 and 40: 100%-Pre solves every problem at both, 0%-Pre none at step 10
+    and `zero_last` of 4 samples at step 40."""
+    runs = {("Base", "", "mini_math"): [base] * 40}
+    for step, zero in ((10, 0), (40, zero_last)):
+        runs[("0%-Pre", "math", "mini_math", step)] = [zero] * 40
+        runs[("100%-Pre", "math", "mini_math", step)] = [4] * 40
+    return _claims_run(tmp_path, runs)
+
+
+def test_sft_scale_points_and_paired_gaps(tmp_path):
+    results, spec = _scale_run(tmp_path)
+    spec.tokens_per_step = {"math_0%-Pre": 1000, "math_100%-Pre": 1000}
+    scale = report.sft_scale(results, spec, tmp_path, n_boot=200)
+    gaps = scale[scale["arm"] == "100%-Pre − 0%-Pre"].set_index("step")
+    assert list(gaps.index) == [10, 40] and list(gaps["sft_tokens"]) == [10_000, 40_000]
+    assert gaps.loc[10, "gap"] == pytest.approx(100) and gaps.loc[40, "gap"] == pytest.approx(25)
+    assert gaps.loc[40, "gap_lo"] == pytest.approx(25) and gaps.loc[40, "problems"] == 40
+    points = scale[scale["arm"] == "0%-Pre"]
+    assert list(points["pass@1"]) == [0.0, 0.75]
+    paths = report.plot_sft_scale(scale, tmp_path / "fig")
+    assert {p.name for p in paths} == {"sft_scale_math_mini.png", "sft_scale_math_mini.pdf"}
+
+
+def test_gap_narrows_claim_and_the_learning_floor_gate(tmp_path):
+    results, spec = _scale_run(tmp_path)
+    gates = report.check_gates(results, spec, tmp_path)
+    assert dict(zip(gates["gate"], gates["passed"])) == {"learning floor": True, "off the ceiling": False,
+                                                          "instruments": True}
+    summary, cases = report.check_claims(results, spec, tmp_path, pd.DataFrame(), n_boot=200, gates=gates)
+    narrows = cases[cases["claim"] == 5].iloc[0]
+    assert narrows["value"] == pytest.approx(75) and narrows["verdict"] == "holds"
+    # 100%-Pre is at 100% from the first checkpoint: no room to narrow, whatever the CI says
+    assert summary.set_index("claim").loc[5, "verdict"] == "cannot decide (gate failed: off the ceiling)"
+    assert summary.set_index("claim").loc[1, "verdict"] == "holds"  # 0%-Pre at 75 vs Base 0; its gates passed
+
+    results, spec = _scale_run(tmp_path / "low", zero_last=1)  # 0%-Pre ends at 25%: below the floor
+    gates = report.check_gates(results, spec, tmp_path / "low")
+    summary, _ = report.check_claims(results, spec, tmp_path / "low", pd.DataFrame(), n_boot=200, gates=gates)
+    assert summary.set_index("claim").loc[1, "verdict"] == "cannot decide (gate failed: learning floor)"
+    assert summary.set_index("claim").loc[4, "verdict"] == "not checked (runs missing)"
+
+
+def test_storage_gate_reads_the_fill_in_result(tmp_path):
+    import json
+    results, spec = _scale_run(tmp_path)
+    (tmp_path / "eval").mkdir(exist_ok=True)
+    (tmp_path / "eval" / "fill_in.json").write_text(json.dumps({"facts": 8, "all": 0.75, "seen": 1.0,
+                                                                 "held_out": 0.5}))
+    row = report.check_gates(results, spec, tmp_path).set_index("gate").loc["storage"]
+    assert row["value"] == 0.5 and not row["passed"] and row["needed by"] == "the knowledge probe"

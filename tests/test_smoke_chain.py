@@ -56,6 +56,12 @@ def test_smoke_chain(smoke_run):
     trained = {(r["model"], r["benchmark"]) for r in rows if r["train_domain"]}
     assert len({m for m, _ in trained}) == len(study.sft)
     assert any(r["train_domain"] == "math" and r["domain"] == "code" for r in rows)
+    # the miniature's own outputs: the storage gate's clozes, the gates, and the SFT-scale axis (checkpoints 6, 12)
+    assert set(json.loads((run_dir / "eval" / "fill_in.json").read_text())) >= {"all", "seen", "held_out"}
+    assert "learning floor" in (run_dir / "report" / "gates.md").read_text()
+    scale = (run_dir / "report" / "sft_scale.md").read_text()
+    assert "| 100%-Pre − 0%-Pre | 6 |" in scale and "| 100%-Pre − 0%-Pre | 12 |" in scale
+    assert (REPO_ROOT / "figures" / "smoke" / "sft_scale_math_mini.png").is_file()
 
     # a second run skips every stage: nothing is recomputed for the same params
     again = subprocess.run(_pipeline(run_dir), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)

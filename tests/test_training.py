@@ -209,6 +209,40 @@ def test_train_runs_shares_one_process_and_keeps_a_log_per_run(setup, capsys):
     assert train_runs(runs) == results  # done with the same params hash: nothing retrained
 
 
+def test_train_runs_with_two_workers_trains_each_run_once_in_its_own_process(setup, capsys):
+    runs = [RunParams.model_validate(train_params(setup, name, max_steps=s, save_steps=s))
+            for name, s in (("w1", 6), ("w2", 2), ("w3", 3))]
+    results = train_runs(runs, workers=2)
+    assert [r["global_step"] for r in results] == [6, 2, 3] and all(is_done(p) for p in runs)
+    out = capsys.readouterr().out
+    assert out.count("[train_runs]") == 2 and "(1 thread(s))" in out, out
+    # The longest run alone on one worker, the two shorter ones together on the other (planned tokens).
+    assert re.search(r"1 run\(s\) in one process.*w1/params.yaml", out), out
+    assert re.search(r"2 run\(s\) in one process.*w2/params.yaml.*w3/params.yaml", out), out
+    for name in ("w1", "w2", "w3"):  # plain lines (no rewriting progress line): a start and a summary per run
+        assert re.search(rf"\[{name}\] starting", out) and re.search(rf"\[{name}\] \d+ steps, ", out), out
+        assert f"run: {name}" in (setup / name / "train.log").read_text()
+
+
+def test_constant_lr_checkpoint_is_the_shorter_run(setup):
+    """SFT scale from one run (params/mini.yaml): with a constant LR after warmup, the checkpoint a long run saves
+    at step k (training.save_at) holds the weights a k-step run makes."""
+    import torch
+    from safetensors.torch import load_file
+
+    recipe = dict(lr_scheduler="constant_with_warmup", batching="per_row", logging_steps=2)
+    long = RunParams.model_validate(train_params(setup, "scale-long", max_steps=10, save_steps=10, save_at=[4],
+                                                 **recipe))
+    short = RunParams.model_validate(train_params(setup, "scale-short", max_steps=4, save_steps=4, **recipe))
+    train_in_process(long), train_in_process(short)
+    assert [s for s, _ in list_checkpoints(long.output_dir)] == [4, 10]
+    a = load_file(setup / "scale-long" / "checkpoint-4" / "model.safetensors")
+    b = load_file(setup / "scale-short" / "checkpoint-4" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    c = load_file(setup / "scale-long" / "checkpoint-10" / "model.safetensors")
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
 def test_paper_params_are_valid_and_divide_into_their_world_size():
     files = sorted((REPO_ROOT / "params" / "paper").glob("*_*.yaml"))
     runs = [load_run_params(f) for f in files if f.name.startswith(("sft_", "pretrain_"))]

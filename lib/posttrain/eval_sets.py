@@ -48,6 +48,7 @@ class BenchmarkSpec:
     semantics: Literal["lcb", "strict"] | None = None
     stands_in_for: str = ""  # a miniature set: the paper's benchmark(s) it replaces in the tables
     note: str = ""
+    probe: bool = False  # not a paper benchmark: the report keeps it out of Tables 1-3 and the claims
 
     def __post_init__(self):
         if (self.grader == "code") != (self.semantics is not None):
@@ -99,12 +100,21 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {s.name: s for s in [
           stands_in_for="competition-math average (AIME 24, AIME 25, HMMT Feb 25, HMMT Nov 25)"),
     BenchmarkSpec("mini_code", "code", "lcb", "mini_code_test.jsonl", None, grader="code", semantics="lcb",
                   stands_in_for="LiveCodeBench v5 and v6"),
+    BenchmarkSpec("mini_code_competition", "code", "lcb", "mini_code_competition.jsonl", None, grader="code",
+                  semantics="lcb", stands_in_for="harder code (compositions never trained on)"),
+    # Probes, not paper benchmarks: questions that need a town's facts, which only pre-training text states for
+    # held-out towns (and SFT's knowledge questions also teach for seen ones). The report keeps them apart.
+    _math("mini_knowledge_probe", "mini_knowledge_probe.jsonl", None, probe=True,
+          note="facts of held-out towns (only the pre-training text states them)"),
+    _math("mini_knowledge_seen", "mini_knowledge_seen.jsonl", None, probe=True,
+          note="facts of SFT-seen towns (questions not in SFT)"),
 ]}
 
 # The paper's competition-math average (Table 1) and its columns (Table 2); the miniature has one generated set.
 PAPER_COMPETITIONS = ("aime24", "aime25", "hmmt_feb25", "hmmt_nov25")
 COMPETITION_MATH = PAPER_COMPETITIONS + ("mini_math_competition",)
 BENCHMARK_DOMAIN = {name: spec.domain for name, spec in BENCHMARKS.items()}
+PROBES = tuple(name for name, spec in BENCHMARKS.items() if spec.probe)
 
 
 @dataclass

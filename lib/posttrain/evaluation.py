@@ -52,9 +52,14 @@ def _checkpoint_jobs(name, arm, size, domain, path, which, tokenizer_fallback, p
         final_b, curve_b = all_benchmarks, all_benchmarks
     else:
         other = "code" if domain == "math" else "math"
-        final_b = list(dict.fromkeys(params.benchmarks.get(domain, []) +
-                                     (params.benchmarks.get(other, []) if params.cross_domain else [])))
-        curve_b = params.curve_benchmarks or params.benchmarks.get(domain, [])
+        if isinstance(params.cross_domain, list):
+            cross = [b for b in params.cross_domain if get_spec(b).domain == other]
+        else:
+            cross = params.benchmarks.get(other, []) if params.cross_domain else []
+        final_b = list(dict.fromkeys(params.benchmarks.get(domain, []) + cross))
+        # Earlier checkpoints draw the curves over training: in-domain sets only.
+        curve_b = ([b for b in params.curve_benchmarks if get_spec(b).domain == domain]
+                   if params.curve_benchmarks else params.benchmarks.get(domain, []))
     root = Path(path)
     ckpts = list_checkpoints(root)  # complete ones only: a checkpoint still being saved is not evaluated
     if not ckpts:  # a hub id or a plain model dir
@@ -82,7 +87,8 @@ def plan_evaluations(study: StudyParams) -> list[EvalJob]:
     domain when cross_domain; earlier checkpoints, when checkpoints is 'all': curve_benchmarks or in-domain).
     """
     params = study.evaluate
-    for b in [b for bs in params.benchmarks.values() for b in bs] + (params.curve_benchmarks or []):
+    for b in ([b for bs in params.benchmarks.values() for b in bs] + (params.curve_benchmarks or [])
+              + (params.cross_domain if isinstance(params.cross_domain, list) else [])):
         get_spec(b)  # unknown names fail here, before any engine starts
     jobs = []
     if params.models == "auto":
@@ -202,7 +208,7 @@ def generation_request(job: EvalJob, problems: dict[str, ProblemSet], params: Ev
                              output=str(ckpt_dir / PENDING / "gen.jsonl"), n=s.n, temperature=s.temperature,
                              top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed, max_model_len=params.max_model_len,
                              dtype=params.dtype, tensor_parallel_size=params.tensor_parallel_size,
-                             chunk_size=params.chunk_size)
+                             chunk_size=params.chunk_size, hf_batch_sequences=params.hf_batch_sequences)
 
 
 def generate_jobs(pending: list[tuple[EvalJob, Path]], problems: dict[str, ProblemSet], params: EvalParams,
@@ -341,6 +347,56 @@ def run_evaluation(study: StudyParams, force: bool = False, jobs: list[EvalJob] 
         table = pd.DataFrame(results, columns=RESULT_COLUMNS)
         table.to_csv(results_path(study.run_dir), index=False)
     return pd.DataFrame(results, columns=RESULT_COLUMNS)
+
+
+# ----------------------------------------------------------------------------------------------- storage gate
+
+FILL_IN_FILE = "fill_in.jsonl"  # the miniature's clozes, one per world fact (posttrain.mini.world.fill_in_probe)
+FILL_IN_RESULT = "fill_in.json"  # under eval/
+
+
+def fill_in_accuracy(model_path: str, tokenizer_path: str, rows: list[dict], batch: int = 256) -> dict:
+    """Greedy continuation of each cloze ("The number of wells in Baikux is" -> " 7"): the share answered exactly
+    (the number, not followed by another digit), over all facts and over seen / held-out towns."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_path)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    hits = []
+    for i in range(0, len(rows), batch):
+        chunk = rows[i:i + batch]
+        enc = tok([r["prompt"] for r in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**enc, do_sample=False, max_new_tokens=4, pad_token_id=tok.pad_token_id)
+        for r, ids in zip(chunk, out[:, enc.input_ids.shape[1]:]):
+            text = tok.decode(ids, skip_special_tokens=True)
+            rest = text[len(r["answer"]):]
+            hits.append(text.startswith(r["answer"]) and not rest[:1].isdigit())
+    def share(keep):
+        picked = [h for h, r in zip(hits, rows) if keep(r)]
+        return round(sum(picked) / len(picked), 4) if picked else None
+    return {"facts": len(rows), "all": share(lambda r: True), "seen": share(lambda r: not r["held_out"]),
+            "held_out": share(lambda r: r["held_out"])}
+
+
+def storage_check(study: StudyParams) -> dict | None:
+    """The miniature's storage gate (docs/miniature.md §8): Base's fill-in accuracy on every fact, written to
+    eval/fill_in.json for the report. None for a study without the clozes (paper scale) or without a Base model."""
+    import json
+
+    data_dir = study.evaluate.data_dir
+    base = [j for j in plan_evaluations(study) if j.arm == "Base"]
+    if not data_dir or not (Path(data_dir) / FILL_IN_FILE).is_file() or not base:
+        return None
+    job = base[0]
+    result = {"model": job.model, "checkpoint": job.checkpoint,
+              **fill_in_accuracy(job.path, job.tokenizer, read_jsonl(Path(data_dir) / FILL_IN_FILE))}
+    out = Path(study.run_dir) / "eval" / FILL_IN_RESULT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    return result
 
 
 # ----------------------------------------------------------------------------------------------- reading

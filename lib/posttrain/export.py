@@ -1,7 +1,8 @@
 """The shareable report: executed notebooks → self-contained HTML, plus {run_dir}/index.html linking them.
 
-index.html shows, in this order, whether the paper's claims held in this run (report/claims.md), the headline table
-(report/table1.md) and the main figure (embedded, so the page still works when copied elsewhere), all found through
+index.html shows, in this order, whether the paper's claims held in this run (report/claims.md) and, for the
+miniature, the gates they depend on (report/gates.md), the headline table (report/table1.md), the main figure and
+the SFT-scale figure (embedded, so the page still works when copied elsewhere), all found through
 report/manifest.json written by posttrain.report (its paths are relative to the run dir, or to the repository).
 """
 from __future__ import annotations
@@ -26,10 +27,10 @@ th {{ background: #f0f0f0; }} td {{ text-align: right; white-space: nowrap; }} i
 .claims td {{ text-align: left; white-space: normal; vertical-align: top; }} .claims p {{ font-size: 0.9em; }}
 </style></head>
 <body><h1>{title}</h1>
-<h2>Did the paper's claims hold in this run?</h2><div class="claims">{claims}</div>
+<h2>Did the paper's claims hold in this run?</h2><div class="claims">{claims}</div>{gates}
 <h2>Notebooks</h2><ul>{links}</ul>
 <h2>Headline results (Table 1, pass@1 / pass@5 in %)</h2>{table}
-<h2>Main figure</h2>{figure}
+<h2>Main figure</h2>{figure}{scale}
 </body></html>
 """
 
@@ -59,16 +60,18 @@ def export_html(run_dir: str | Path, title: str | None = None) -> dict:
                             "No claims table yet: run notebooks/04_report.ipynb.")
     table = _markdown_html(_locate(run_dir, manifest.get("headline_table") or "report/table1.md"),
                            "No Table 1 yet: run notebooks/04_report.ipynb.")
-    figure_path = _locate(run_dir, manifest["headline_figure"]) if manifest.get("headline_figure") else None
-    if figure_path is not None and figure_path.is_file():
-        data = base64.b64encode(figure_path.read_bytes()).decode()
-        figure = f'<img alt="Table 1 as bars" src="data:image/png;base64,{data}">'
-    else:
-        figure = "<p>No figure yet.</p>"
+    gates = ""
+    if manifest.get("gates_table"):  # the miniature: can this run decide anything?
+        gates = ('<h3>Gates (checked before any comparison; a claim that needs a failed one cannot be decided)</h3>'
+                 f'<div class="claims">{_markdown_html(_locate(run_dir, manifest["gates_table"]), "")}</div>')
+    figure = _embedded(run_dir, manifest.get("headline_figure"), "Table 1 as bars") or "<p>No figure yet.</p>"
+    scale = _embedded(run_dir, manifest.get("sft_scale_figure"), "pass@1 against SFT tokens per arm")
+    scale = f"<h2>SFT scale</h2>{scale}" if scale else ""
 
     index = run_dir / "index.html"
     index.write_text(_PAGE.format(title=html.escape(title or f"Study report: {run_dir.name}"), claims=claims,
-                                  links=links, table=table, figure=figure), encoding="utf-8")
+                                  gates=gates, links=links, table=table, figure=figure, scale=scale),
+                     encoding="utf-8")
     return {"index": index, "notebooks": pages}
 
 
@@ -78,6 +81,14 @@ def _locate(run_dir: Path, path: str) -> Path:
     if path.is_absolute():
         return path
     return run_dir / path if (run_dir / path).exists() else REPO_ROOT / path
+
+
+def _embedded(run_dir: Path, path: str | None, alt: str) -> str:
+    """An <img> carrying the PNG itself (the page works when copied elsewhere), or "" when there is none."""
+    found = _locate(run_dir, path) if path else None
+    if found is None or not found.is_file():
+        return ""
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(found.read_bytes()).decode()}">'
 
 
 def _markdown_html(path: Path, missing: str) -> str:

@@ -41,6 +41,7 @@ class GenerationRequest:
     dtype: str = "auto"
     tensor_parallel_size: int = 1
     chunk_size: int = 256
+    hf_batch_sequences: int = 64  # HF engine: sequences in flight per generate call (prompts × n)
     extra: dict = field(default_factory=dict)  # engine kwargs passed through, e.g. {"enforce_eager": False}
 
     def save(self, path: str | Path) -> None:
@@ -132,7 +133,7 @@ def _run_hf(req: GenerationRequest) -> None:
     limit = _context_limit(req.model, req.max_model_len)
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else []) | {tok.eos_token_id} - {None}
-    batch = max(1, 64 // req.n)  # prompts per generate call: ~64 sequences in flight
+    batch = max(1, req.hf_batch_sequences // req.n)  # prompts per generate call
     with open(req.output, "a") as out:
         for chunk in _chunks(req.prompts, batch):
             enc = tok([p["prompt"] for p in chunk], return_tensors="pt", padding=True, add_special_tokens=False)

@@ -110,6 +110,9 @@ class TrainingParams(Strict):
     batching: Literal["padding_free", "per_row"] = "padding_free"
     assistant_only_loss: bool = True
     save_steps: int = Field(1000, gt=0)
+    # Extra checkpoint steps. With a constant LR after warmup, the checkpoint at step k is the run a k-step budget
+    # would have made (same init, data order and LR at every step): one run gives the SFT-scale axis.
+    save_at: list[int] = []
     save_total_limit: int | None = None
     logging_steps: int = Field(10, gt=0)
     seed: int = 0
@@ -185,7 +188,9 @@ class EvalParams(Strict):
     checkpoints: Literal["final", "all"] = "all"  # auto mode: which checkpoints of SFT runs to evaluate
     curve_benchmarks: list[str] | None = None  # benchmarks for non-final checkpoints; None = in-domain ones
     benchmarks: dict[Domain, list[str]]  # in-domain benchmarks per domain, e.g. {math: [math500, aime24]}
-    cross_domain: bool = True  # also evaluate math models on code benchmarks and the reverse (final checkpoints)
+    # Also evaluate math models on code benchmarks and the reverse (final checkpoints): True = every benchmark of the
+    # other domain, a list = these benchmarks only (e.g. the in-domain sets, not the probes).
+    cross_domain: bool | list[str] = True
     data_dir: str | None = None  # local benchmark files (offline); None = hub
     limit: int | None = Field(None, gt=0)  # max problems per benchmark (smoke runs)
     sampling: SamplingParams = SamplingParams()
@@ -197,6 +202,9 @@ class EvalParams(Strict):
     # generate 1.5-1.7x faster in float32 (benchmarks/vllm_dtype.py, docs/evaluation.md).
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     chunk_size: int = Field(256, gt=0)  # prompts per engine call: records are appended after each chunk
+    # HF engine: sequences (prompts × n) per generate call. Tiny models on CPU generate faster in big batches
+    # (benchmarks/generation.py, docs/miniature.md §13).
+    hf_batch_sequences: int = Field(64, gt=0)
     grade_timeout_s: float = Field(6.0, gt=0)
     grade_workers: int | None = Field(None, gt=0)  # grader processes; None = the graders' default (all cores)
     prompts: dict[Domain, str] = {}  # prompt template names per domain; {} = defaults in posttrain.prompts
@@ -206,17 +214,29 @@ class EvalParams(Strict):
 
 
 class MiniSetupParams(Strict):
-    # The paper in miniature: generated tasks, a trained tokenizer and a tiny Qwen2 config (posttrain.mini).
-    seed: int = 0
-    math_train: int = Field(4000, gt=0)
-    math_test: int = Field(100, gt=0)
-    math_competition: int = Field(100, gt=0)
-    code_train: int = Field(4000, gt=0)
-    code_test: int = Field(100, gt=0)
-    corpus_max_chars: int = Field(3_000_000, gt=0)
-    vocab_size: int = Field(2048, gt=0)
+    # The paper in miniature: a generated world (posttrain.mini.world; design: docs/miniature.md), its corpus, SFT
+    # pools and evaluation sets, a tokenizer trained on them and a tiny Qwen2 config. The world fields are
+    # posttrain.mini.world.WorldSpec's (same names, same meaning); the rest sizes the tokenizer and the model.
+    seed: int = 0  # the world's seed: the final study uses 0, pilots >= 1000 (docs/miniature.md §7)
+    num_towns: int = Field(40, ge=4)
+    exposures_per_fact: int = Field(300, gt=0)
+    arithmetic_docs: int = Field(6000, ge=0)
+    program_docs: int = Field(6000, ge=0)
+    story_docs: int = Field(2000, ge=0)
+    math_train: int = Field(16000, gt=0)
+    code_train: int = Field(16000, gt=0)
+    math_test: int = Field(240, gt=0)
+    math_competition: int = Field(120, gt=0)
+    code_test: int = Field(200, gt=0)
+    code_competition: int = Field(100, gt=0)
+    knowledge_probe: int = Field(120, gt=0)
+    knowledge_seen: int = Field(120, gt=0)
+    knowledge_fraction: float = Field(0.25, ge=0, le=1)
+    drill_fraction: float = Field(0.0, ge=0, le=1)
+    math_numbers: Literal["standard", "small"] = "standard"
+    vocab_size: int = Field(1024, gt=0)
     hidden_size: int = Field(128, gt=0)
-    num_hidden_layers: int = Field(4, gt=0)
+    num_hidden_layers: int = Field(2, gt=0)
     num_attention_heads: int = Field(4, gt=0)  # head_dim = hidden/heads must be >= 32 for vLLM's CPU attention
     num_key_value_heads: int = Field(2, gt=0)
     intermediate_size: int = Field(512, gt=0)
@@ -227,6 +247,9 @@ class MiniSetupParams(Strict):
         if self.hidden_size % self.num_attention_heads or self.hidden_size // self.num_attention_heads < 32:
             raise ValueError("setup: hidden_size / num_attention_heads must be an integer >= 32 "
                              "(vLLM's CPU attention rejects smaller head dims)")
+        if self.knowledge_fraction + self.drill_fraction > 1:
+            raise ValueError("setup: knowledge_fraction + drill_fraction must be <= 1 (the rest of the math SFT "
+                             "pool is self-contained word problems)")
         return self
 
 
@@ -253,6 +276,9 @@ class StudyParams(Strict):
     sft: list[RunParams] = []
     evaluate: EvalParams
     report: ReportParams = ReportParams()
+    # Local-backend training processes at once (notebooks 01/02), the CPU cores split among them. A tiny model
+    # trains faster as two one-thread processes than as one two-thread process (docs/miniature.md §13).
+    train_workers: int = Field(1, gt=0)
 
     @model_validator(mode="after")
     def _check(self):

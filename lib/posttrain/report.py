@@ -24,9 +24,10 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import yaml  # noqa: E402
 
-from posttrain.eval_sets import BENCHMARK_DOMAIN, BENCHMARKS, PAPER_COMPETITIONS  # noqa: E402
+from posttrain.eval_sets import BENCHMARK_DOMAIN, BENCHMARKS, PAPER_COMPETITIONS, PROBES  # noqa: E402
 from posttrain.metrics import bootstrap_stat  # noqa: E402
 from posttrain.params import repo_relative  # noqa: E402
+from posttrain.runs import launch_world_size, resolve_schedule  # noqa: E402
 from posttrain.records import (ARM_ORDER, RESULT_COLUMNS, example_row, read_records,  # noqa: E402
                                resolve_records, results_path)
 
@@ -41,8 +42,10 @@ LAYOUTS = {
                          "HMMT Nov 25": ["hmmt_nov25"]},
     },
     "miniature": {  # honest names: the sets that ran; captions map them to the paper's benchmarks
-        "headline": {b: [b] for b in ("mini_math", "mini_math_competition", "mini_code")},
-        "competitions": {"mini_math_competition": ["mini_math_competition"]},
+        "headline": {b: [b] for b in ("mini_math", "mini_math_competition", "mini_code", "mini_code_competition")},
+        "competitions": {b: [b] for b in ("mini_math_competition", "mini_code_competition")},
+        # Knowledge probes (docs/miniature.md §6): not paper benchmarks, a table of their own.
+        "probes": {b: [b] for b in ("mini_knowledge_probe", "mini_knowledge_seen")},
     },
 }
 MISSING = "—"
@@ -133,6 +136,8 @@ class ReportSpec:
     domains: dict[str, list[str]]
     layout: str
     expected_sft: set[tuple[str, str, str]] = field(default_factory=set)  # (arm, size, domain)
+    probes: list[str] = field(default_factory=list)  # probe sets (eval_sets PROBES): their own table, no claims
+    tokens_per_step: dict[str, int] = field(default_factory=dict)  # SFT run name -> tokens per step (x of SFT scale)
 
     @property
     def short_arm(self) -> str | None:
@@ -160,10 +165,16 @@ def spec_from(results: pd.DataFrame, study=None, sizes: list[str] | None = None,
         d = _domain_of(b, results)
         if b not in domains.setdefault(d, []):
             domains[d].append(b)
-    domains = {d: domains[d] for d in sorted(domains, key=lambda d: (d != "math", d != "code", d))}
+    probes = [b for bs in domains.values() for b in bs if b in PROBES]
+    domains = {d: [b for b in domains[d] if b not in PROBES]
+               for d in sorted(domains, key=lambda d: (d != "math", d != "code", d))}
     layout = layout or ("miniature" if any(b.startswith("mini_") for b in benches) else "paper")
+    tokens_per_step = {}
+    if study is not None:
+        tokens_per_step = {r.name: resolve_schedule(r, launch_world_size(r))["tokens_per_step"] for r in study.sft}
     return ReportSpec(sizes=list(sizes or found_sizes), arms=[a for a in ARM_ORDER if a in arms],
-                      domains=domains, layout=layout, expected_sft=expected)
+                      domains={d: bs for d, bs in domains.items() if bs}, layout=layout, expected_sft=expected,
+                      probes=probes, tokens_per_step=tokens_per_step)
 
 
 def _domain_of(benchmark: str, results: pd.DataFrame) -> str:
@@ -226,7 +237,7 @@ def _cell_table(final, spec: ReportSpec, columns: dict[str, list[str]], model_do
 
 def _columns_for(spec: ReportSpec, which: str, domain: str | None = None) -> dict[str, list[str]]:
     """The layout's columns whose benchmarks the study has (in `domain` when given)."""
-    present = {b for bs in spec.domains.values() for b in bs}
+    present = {b for bs in spec.domains.values() for b in bs} | set(spec.probes)
     cols = {c: bs for c, bs in LAYOUTS[spec.layout][which].items() if set(bs) & present}
     if domain is not None:
         cols = {c: bs for c, bs in cols.items() if BENCHMARK_DOMAIN.get(bs[0]) == domain}
@@ -240,8 +251,12 @@ def build_tables(results: pd.DataFrame, spec: ReportSpec) -> tuple[dict[str, pd.
     tables["table1"], notes["table1"] = _cell_table(final, spec, _columns_for(spec, "headline"), in_domain, spec.arms)
     tables["table2"], notes["table2"] = _cell_table(final, spec, _columns_for(spec, "competitions"), in_domain,
                                                     spec.arms)
+    if "probes" in LAYOUTS[spec.layout] and (cols := _columns_for(spec, "probes")):
+        tables["table_probes"], notes["table_probes"] = _cell_table(final, spec, cols, in_domain, spec.arms)
     for model_domain, other in (("math", "code"), ("code", "math")):
-        cols = _columns_for(spec, "headline", other)
+        # Only the other domain's sets these models were evaluated on (evaluate.cross_domain may list a subset).
+        evaluated = set(final.loc[final["train_domain"] == model_domain, "benchmark"])
+        cols = {c: bs for c, bs in _columns_for(spec, "headline", other).items() if set(bs) & evaluated}
         if model_domain in spec.domains and cols:
             name = f"table3_{model_domain}_sft_on_{other}"
             tables[name], notes[name] = _cell_table(final, spec, cols, lambda _d, m=model_domain: m, spec.arms)
@@ -268,6 +283,8 @@ def benchmark_caption(benchmarks, results: pd.DataFrame | None = None) -> str:
 def _table_benchmarks(spec: ReportSpec, name: str) -> list[str]:
     if name == "table2":
         return [b for bs in _columns_for(spec, "competitions").values() for b in bs]
+    if name == "table_probes":
+        return [b for bs in _columns_for(spec, "probes").values() for b in bs]
     if name.startswith("table3_"):
         return [b for bs in _columns_for(spec, "headline", name.rsplit("_", 1)[1]).values() for b in bs]
     return [b for bs in _columns_for(spec, "headline").values() for b in bs]
@@ -346,6 +363,102 @@ def _gap_row(picked: dict, run_dir, n_boot: int, seed: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- claims
+
+
+# ---------------------------------------------------------------------------------------------- SFT scale
+
+SCALE_COLUMNS = ["size", "domain", "benchmark", "arm", "step", "sft_tokens", "pass@1", "pass@1_lo", "pass@1_hi",
+                 "gap", "gap_lo", "gap_hi", "problems"]
+
+
+def _sft_tokens(row: pd.Series, spec: ReportSpec) -> float:
+    per_step = spec.tokens_per_step.get(row["model"])
+    return float(row["step"]) * per_step if per_step else float(row["step"])
+
+
+def sft_scale(results: pd.DataFrame, spec: ReportSpec, run_dir, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """pass@1 against SFT tokens for every arm and evaluated checkpoint, on each domain's first in-domain benchmark
+    (and the probes, for math): the paper's title as a figure. Rows with arm "100%-Pre − 0%-Pre" carry the
+    paired difference (gap, in points) with its CI at each step both arms were evaluated at."""
+    sft, out = results[results["arm"] != "Base"], []
+    for size in spec.sizes:
+        for domain, benches in spec.domains.items():
+            for bench in benches[:1] + (spec.probes if domain == "math" else []):
+                rows = sft[(sft["size"] == size) & (sft["train_domain"] == domain) & (sft["benchmark"] == bench)]
+                for _, r in rows.sort_values("step").iterrows():
+                    out.append({"size": size, "domain": domain, "benchmark": bench, "arm": r["arm"],
+                                "step": int(r["step"]), "sft_tokens": _sft_tokens(r, spec), "pass@1": r["pass@1"],
+                                "pass@1_lo": r["pass@1_lo"], "pass@1_hi": r["pass@1_hi"]})
+                zero, full = rows[rows["arm"] == "0%-Pre"], rows[rows["arm"] == "100%-Pre"]
+                for step in sorted(set(zero["step"]) & set(full["step"])):
+                    a, b = full[full["step"] == step].iloc[0], zero[zero["step"] == step].iloc[0]
+                    arrays = paired_arrays([a, b], run_dir)
+                    gap = (bootstrap_stat(arrays, _difference_stat, n_boot=n_boot, seed=seed) if arrays
+                           else (a["pass@1"] - b["pass@1"], np.nan, np.nan))
+                    out.append({"size": size, "domain": domain, "benchmark": bench, "arm": "100%-Pre − 0%-Pre",
+                                "step": int(step), "sft_tokens": _sft_tokens(a, spec),
+                                **dict(zip(("gap", "gap_lo", "gap_hi"), (100 * g for g in gap))),
+                                "problems": len(arrays[0]) if arrays else np.nan})
+    return pd.DataFrame(out, columns=SCALE_COLUMNS)
+
+
+def _cases_gap_narrows(ctx) -> list[dict]:
+    """gap(first step) − gap(last step), 100%-Pre − 0%-Pre in points, on the same problems at both steps."""
+    results, run_dir, spec, cases = ctx["results"], ctx["run_dir"], ctx["spec"], []
+    sft = results[results["arm"] != "Base"]
+    for size, domain, bench in [(s, d, bs[0]) for s in spec.sizes for d, bs in spec.domains.items()]:
+        rows = sft[(sft["size"] == size) & (sft["train_domain"] == domain) & (sft["benchmark"] == bench)]
+        zero, full = rows[rows["arm"] == "0%-Pre"], rows[rows["arm"] == "100%-Pre"]
+        steps = sorted(set(zero["step"]) & set(full["step"]))
+        if len(steps) < 2:
+            continue
+        first, last = steps[0], steps[-1]
+        picked = [arm_rows[arm_rows["step"] == st].iloc[0] for st in (first, last) for arm_rows in (full, zero)]
+        arrays = paired_arrays(picked, run_dir)
+        if arrays is None:
+            continue
+        value, lo, hi = bootstrap_stat(arrays, lambda f1, z1, fl, zl: (f1.mean() - z1.mean()) - (fl.mean() - zl.mean()),
+                                       *ctx["boot"])
+        x1, xl = (_sft_tokens(full[full["step"] == st].iloc[0], spec) for st in (first, last))
+        cases.append({"case": f"{bench} ({size}): step {first} → {last}", "value": 100 * value, "lo": 100 * lo,
+                      "hi": 100 * hi, "note": f"SFT tokens ×{xl / x1:.0f}; {len(arrays[0])} problems"})
+    return cases
+
+
+def plot_sft_scale(scale: pd.DataFrame, figures_dir: Path) -> list[Path]:
+    """Per size × domain: pass@1 against SFT tokens (log x), a line per arm with its CI band, one column per
+    benchmark; beneath, the paired gap 100%-Pre − 0%-Pre with its CI."""
+    paths = []
+    for (size, domain), part in scale.groupby(["size", "domain"], sort=False):
+        benches = list(dict.fromkeys(part["benchmark"]))
+        with sns.axes_style("whitegrid"):
+            fig, axes = plt.subplots(2, len(benches), figsize=(4.2 * len(benches), 5.6), squeeze=False,
+                                     sharex="col", gridspec_kw={"height_ratios": [3, 2]})
+            for col, bench in enumerate(benches):
+                top, bottom, rows = axes[0][col], axes[1][col], part[part["benchmark"] == bench]
+                for arm in [a for a in ARM_ORDER if a in set(rows["arm"])]:
+                    line = rows[rows["arm"] == arm]
+                    x = line["sft_tokens"].to_numpy(float)
+                    top.plot(x, 100 * line["pass@1"], marker="o", color=ARM_COLORS[arm], label=ARM_LABELS[arm])
+                    top.fill_between(x, 100 * line["pass@1_lo"], 100 * line["pass@1_hi"], color=ARM_COLORS[arm],
+                                     alpha=0.15)
+                gap = rows[rows["arm"] == "100%-Pre − 0%-Pre"]
+                if len(gap):
+                    x = gap["sft_tokens"].to_numpy(float)
+                    y = gap["gap"].to_numpy(float)
+                    err = np.vstack([y - gap["gap_lo"].to_numpy(float), gap["gap_hi"].to_numpy(float) - y])
+                    bottom.errorbar(x, y, yerr=err, fmt="o-", color=ARM_COLORS["100%-Pre"], capsize=3)
+                bottom.axhline(0, color="black", linewidth=0.8)
+                top.set_xscale("log")
+                top.set_title(bench + (" (probe)" if bench in PROBES else ""))
+                bottom.set_xlabel("SFT tokens" if rows["sft_tokens"].max() > rows["step"].max() else "SFT step")
+            axes[0][0].set_ylabel("pass@1 (%)")
+            axes[1][0].set_ylabel("100%-Pre − 0%-Pre\n(points, paired 95% CI)")
+            axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            fig.suptitle(f"{domain}-SFT, size {size}: scores against SFT scale (95% CI)")
+            fig.tight_layout()
+            paths += _save(fig, figures_dir, f"sft_scale_{domain}_{size}")
+    return paths
 
 
 def load_claims(path: str | Path = CLAIMS_FILE) -> list[dict]:
@@ -446,16 +559,96 @@ def _cases_cross_domain(ctx) -> list[dict]:
 
 
 _CLAIM_CASES = {"scratch_sft_beats_base": _cases_scratch_vs_base, "pretraining_leads_modestly": _cases_full_vs_scratch,
-                "short_pretraining_closes_part": _cases_gap_closure, "no_cross_domain_transfer": _cases_cross_domain}
+                "short_pretraining_closes_part": _cases_gap_closure, "no_cross_domain_transfer": _cases_cross_domain,
+                "gap_narrows_with_sft_scale": _cases_gap_narrows}
+
+
+# ---------------------------------------------------------------------------------------------- gates
+
+# Checks made before any comparison is read (docs/miniature.md §8); a failed gate turns the claims that need it into
+# "cannot decide". Only the miniature has them (its sets are generated, its training adequacy is in question).
+FLOOR, CEILING, BASE_CEILING, STORAGE = 0.30, 0.95, 0.05, 0.80
+CLAIM_GATES = {"scratch_sft_beats_base": ("learning floor", "instruments"),
+               "pretraining_leads_modestly": ("learning floor",),
+               "short_pretraining_closes_part": ("learning floor",),
+               "no_cross_domain_transfer": (),
+               "gap_narrows_with_sft_scale": ("learning floor", "off the ceiling")}
+GATE_COLUMNS = ["gate", "size", "what", "value", "threshold", "passed", "needed by"]
+
+
+def _scores_at(results: pd.DataFrame, arm: str, size: str, domain: str, bench: str) -> pd.DataFrame:
+    rows = results[(results["arm"] == arm) & (results["size"] == size) & (results["benchmark"] == bench)]
+    return rows if arm == "Base" else rows[rows["train_domain"] == domain].sort_values("step")
+
+
+def check_gates(results: pd.DataFrame, spec: ReportSpec, run_dir, study=None) -> pd.DataFrame:
+    """The miniature's gates, one row each per size: learning floor (0%-Pre's last math checkpoint >= 30%), off
+    the ceiling (100%-Pre's first <= 95%), instruments (Base <= 5% on the in-domain math set), transfer sanity
+    (100%-Pre's first logged SFT loss not above 0%-Pre's), storage (Base's fill-in accuracy >= 80% on seen and
+    held-out towns; eval/fill_in.json from notebook 03). Empty for paper-scale studies."""
+    if spec.layout != "miniature" or "math" not in spec.domains:
+        return pd.DataFrame(columns=GATE_COLUMNS)
+    bench, rows = spec.domains["math"][0], []
+
+    def add(gate, size, what, value, threshold, passed):
+        needed = [c for c, gates in CLAIM_GATES.items() if gate in gates] or [
+            {"storage": "the knowledge probe"}.get(gate, "no claim (a warning)")]
+        rows.append({"gate": gate, "size": size, "what": what, "value": value, "threshold": threshold,
+                     "passed": passed, "needed by": ", ".join(needed)})
+
+    for size in spec.sizes:
+        zero, full = (_scores_at(results, a, size, "math", bench) for a in ("0%-Pre", "100%-Pre"))
+        base = _scores_at(results, "Base", size, "math", bench)
+        if len(zero):
+            v = zero["pass@1"].iloc[-1]
+            add("learning floor", size, f"0%-Pre pass@1 on {bench}, step {zero['step'].iloc[-1]}", v, f">= {FLOOR:.0%}",
+                bool(v >= FLOOR))
+        if len(full):
+            v = full["pass@1"].iloc[0]
+            add("off the ceiling", size, f"100%-Pre pass@1 on {bench}, step {full['step'].iloc[0]}", v,
+                f"<= {CEILING:.0%}", bool(v <= CEILING))
+        if len(base):
+            v = base["pass@1"].iloc[0]
+            add("instruments", size, f"Base pass@1 on {bench}", v, f"<= {BASE_CEILING:.0%}", bool(v <= BASE_CEILING))
+        if study is not None:
+            from posttrain.runs import read_loss_log
+            # The first logged step after warmup: at step 1 a pretrained model that never saw the chat markers
+            # can sit above a random init's ln(vocab) (pilot world 1002: 7.44 vs 6.96), which says nothing about
+            # transfer.
+            first = {r.arm: [x for x in read_loss_log(r.output_dir) if x["step"] >= r.training.warmup_steps][:1]
+                     for r in study.sft if r.domain == "math" and r.size == size and r.arm in ("0%-Pre", "100%-Pre")}
+            if all(first.get(a) for a in ("0%-Pre", "100%-Pre")):
+                f, z = first["100%-Pre"][0], first["0%-Pre"][0]
+                add("transfer sanity", size, f"math SFT loss at step {f['step']} (end of warmup), 100%-Pre vs "
+                    "0%-Pre", f"{f['loss']:.3g} vs {z['loss']:.3g}", "not above", bool(f["loss"] <= z["loss"]))
+    fill_in = Path(run_dir) / "eval" / "fill_in.json"
+    if fill_in.is_file():
+        f = json.loads(fill_in.read_text())
+        v = min(x for x in (f.get("seen"), f.get("held_out")) if x is not None)
+        add("storage", "—", f"Base fill-in accuracy, {f['facts']} facts (seen {f['seen']}, held-out {f['held_out']})",
+            v, f">= {STORAGE:.0%}", bool(v >= STORAGE))
+    return pd.DataFrame(rows, columns=GATE_COLUMNS)
+
+
+def _gate_verdict(claim_id: str, gates: pd.DataFrame) -> str | None:
+    """'cannot decide (...)' when a gate this claim needs failed, else None."""
+    if gates.empty:
+        return None
+    failed = sorted(set(gates[(~gates["passed"].astype(bool)) & gates["gate"].isin(CLAIM_GATES.get(claim_id, ()))]
+                        ["gate"]))
+    return f"cannot decide (gate failed: {', '.join(failed)})" if failed else None
 
 
 def check_claims(results: pd.DataFrame, spec: ReportSpec, run_dir, gaps: pd.DataFrame, n_boot: int = 1000,
-                 seed: int = 0, claims: list[dict] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 seed: int = 0, claims: list[dict] | None = None,
+                 gates: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary, cases): one summary row per claim (paper's figure, this run's figure with 95% CI, verdict by
-    CLAIM_RULE) and one row per case it was checked on (size × benchmark, or × arm for cross-domain)."""
+    CLAIM_RULE, or "cannot decide" when a gate it needs failed) and one row per case it was checked on (size ×
+    benchmark, or × arm for cross-domain)."""
+    gates = gates if gates is not None else pd.DataFrame(columns=GATE_COLUMNS)
     claims = claims or load_claims()
     final = final_checkpoints(results)
-    ctx = {"final": final, "run_dir": run_dir, "spec": spec, "gaps": gaps, "boot": (n_boot, seed),
+    ctx = {"final": final, "results": results, "run_dir": run_dir, "spec": spec, "gaps": gaps, "boot": (n_boot, seed),
            "in_domain": [(s, d, b) for s in spec.sizes for d, bs in spec.domains.items() for b in bs],
            "args": lambda size, domain, bench: (final, run_dir, size, domain, bench)}
     summary, cases = [], []
@@ -467,7 +660,8 @@ def check_claims(results: pd.DataFrame, spec: ReportSpec, run_dir, gaps: pd.Data
         summary.append({"claim": number, "statement": claim["claim"], "paper": claim["reference"],
                         "source": claim["source"], "measure": claim["measure"],
                         "region": region_text(claim["holds_if"]), "this run (95% CI)": _run_figure(found),
-                        "verdict": claim_verdict([c["verdict"] for c in found])})
+                        "verdict": (_gate_verdict(claim["id"], gates) if found else None)
+                        or claim_verdict([c["verdict"] for c in found])})
     case_cols = ["claim", "case", "value", "lo", "hi", "verdict", "note"]
     return pd.DataFrame(summary), pd.DataFrame(cases).reindex(columns=case_cols)
 
@@ -722,6 +916,24 @@ def _format_cases(cases: pd.DataFrame) -> pd.DataFrame:
     return out[["claim", "case", "this run (95% CI)", "verdict", "note"]].fillna("")
 
 
+def _format_gates(gates: pd.DataFrame) -> pd.DataFrame:
+    out = gates.copy()
+    out["value"] = [f"{100 * v:.1f}%" if isinstance(v, float) else v for v in out["value"]]
+    out["passed"] = out["passed"].map({True: "yes", False: "**no**"})
+    return out
+
+
+def _format_scale(scale: pd.DataFrame) -> pd.DataFrame:
+    out = scale[["size", "domain", "benchmark", "arm", "step"]].copy()
+    out["SFT tokens"] = scale["sft_tokens"].map(lambda t: f"{t:,.0f}")
+    gap = scale["arm"] == "100%-Pre − 0%-Pre"
+    out["pass@1 [95% CI]"] = [_fmt_ci(g, lo, hi) if is_gap else _fmt_ci(100 * p, 100 * pl, 100 * ph)
+                              for is_gap, g, lo, hi, p, pl, ph in zip(gap, scale["gap"], scale["gap_lo"],
+                                                                      scale["gap_hi"], scale["pass@1"],
+                                                                      scale["pass@1_lo"], scale["pass@1_hi"])]
+    return out
+
+
 def _format_gaps(gaps: pd.DataFrame) -> pd.DataFrame:
     """pass@1 of the three arms, the gap 100%-Pre − 0%-Pre and the gap closure, in %, each CI beside its value."""
     pct = lambda v: MISSING if pd.isna(v) else f"{100 * v:.1f}"  # noqa: E731
@@ -771,6 +983,14 @@ def _markdown_pages(tables, notes, captions: dict[str, str], spec: ReportSpec) -
             pages[name] = to_markdown(_format_cases(table), caption=f"Rule: {CLAIM_RULE}")
         elif name == "gap_closure":  # its notes are its `note` column
             pages[name] = to_markdown(_format_gaps(table))
+        elif name == "gates":
+            pages[name] = to_markdown(_format_gates(table), caption=(
+                "Checked before any comparison is read (docs/miniature.md §8); a claim that needs a failed gate is "
+                "reported as 'cannot decide'."))
+        elif name == "sft_scale":
+            pages[name] = to_markdown(_format_scale(table), caption=(
+                "pass@1 (%) per arm and checkpoint against SFT tokens (steps × tokens per step); rows "
+                "'100%-Pre − 0%-Pre' give the paired difference in points with its 95% CI."))
         else:
             pages[name] = to_markdown(format_table(table), notes[name], captions[name])
     return pages
@@ -799,8 +1019,10 @@ def write_report(study=None, *, run_dir: str | Path | None = None, results_csv: 
     if results.empty:
         notes = {k: ["no results yet: eval/results.csv is missing or empty"] for k in tables}
     tables["gap_closure"], notes["gap_closure"] = gap_closure(results, spec, run_dir, n_boot, seed)
+    tables["sft_scale"] = sft_scale(results, spec, run_dir, n_boot, seed)
+    tables["gates"] = check_gates(results, spec, run_dir, study)
     tables["claims"], tables["claim_cases"] = check_claims(results, spec, run_dir, tables["gap_closure"], n_boot,
-                                                           seed)
+                                                           seed, gates=tables["gates"])
     examples = example_outputs(results, spec, run_dir, examples_per_arm)
     captions = table_captions(tables, spec, results)
     markdown = _markdown_pages(tables, notes, captions, spec)
@@ -809,6 +1031,9 @@ def write_report(study=None, *, run_dir: str | Path | None = None, results_csv: 
     manifest = run_dir / "report" / "manifest.json"
     manifest.write_text(json.dumps({
         "claims_table": "report/claims.md", "headline_table": "report/table1.md",
+        "gates_table": "report/gates.md" if not tables["gates"].empty else None,
+        "sft_scale_figure": next((_relative(p, run_dir) for p in figures
+                                  if p.name.startswith("sft_scale_math") and p.suffix == ".png"), None),
         "headline_figure": _relative(figures_dir / "headline.png", run_dir) if figures else None,
         "figures": [_relative(p, run_dir) for p in figures], "tables": [_relative(p, run_dir) for p in files],
         "layout": spec.layout}, indent=1))
@@ -846,12 +1071,14 @@ def _write_figures(results, spec: ReportSpec, tables, notes, figures_dir: Path) 
     figures = plot_headline(bars, figures_dir) if len(bars) else []
     curve_paths, notes["curves"] = plot_curves(results, spec, figures_dir)
     figures += curve_paths
+    if not tables["sft_scale"].empty:
+        figures += plot_sft_scale(tables["sft_scale"], figures_dir)
     gaps = tables["gap_closure"]
     if not gaps.empty and gaps["gap_closure"].notna().any():
         figures += plot_gap_closure(gaps.dropna(subset=["gap_closure"]), figures_dir)
     # A figure an earlier run of this study wrote but this one did not (e.g. gap closure, now undefined) would be
     # read as this run's: remove it (only the report's own figure names; the folder may hold the user's files).
-    for pattern in ("headline.*", "gap_closure.*", "curves_*.*"):
+    for pattern in ("headline.*", "gap_closure.*", "curves_*.*", "sft_scale_*.*"):
         for stale in figures_dir.glob(pattern):
             if stale.suffix in (".png", ".pdf") and stale not in figures:
                 stale.unlink()

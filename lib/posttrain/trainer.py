@@ -190,6 +190,18 @@ class LossLog(TrainerCallback):
             f.write(json.dumps(row) + "\n")
 
 
+class SaveAt(TrainerCallback):
+    """Also save a checkpoint at these steps (training.save_at): the SFT-scale budgets of one constant-LR run."""
+
+    def __init__(self, steps):
+        self.steps = set(steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step in self.steps:
+            control.should_save = True
+        return control
+
+
 class DataStatsWriter(TrainerCallback):
     """Writes the drop counts (final for map-style data, running for streamed data) at each save and at the end."""
 
@@ -285,7 +297,8 @@ def build_trainer(params: RunParams, schedule: dict, extra_callbacks: tuple = ()
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
                          f"{model.config.vocab_size}; fix model.config_overrides.vocab_size or the tokenizer")
     dataset, counter = build_dataset(params, tokenizer)
-    callbacks = [LossLog(out / LOSS_LOG), DataStatsWriter(out / DATA_STATS, counter, schedule), *extra_callbacks]
+    callbacks = [LossLog(out / LOSS_LOG), DataStatsWriter(out / DATA_STATS, counter, schedule),
+                 *([SaveAt(params.training.save_at)] if params.training.save_at else []), *extra_callbacks]
     if per_row(params):
         trainer = Trainer(model=model, args=config, train_dataset=pack_per_row(params, dataset),
                           processing_class=tokenizer, data_collator=per_row_collator(params, tokenizer),

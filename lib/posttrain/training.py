@@ -154,11 +154,13 @@ def _shown(cmd: list[str]) -> str:
     return shlex.join(repo_relative(c) for c in cmd)
 
 
-def train_runs(runs: list[RunParams], force: bool = False) -> list[dict]:
+def train_runs(runs: list[RunParams], force: bool = False, workers: int = 1) -> list[dict]:
     """Run the trainings that are not done yet, streaming their output; skip runs already done with the same params
-    hash unless `force` (then they retrain from scratch). Runs on the local backend go, one after another, through
-    a single subprocess (its memory is freed when it exits; one interpreter start and one torch/TRL import instead of
-    one per run). Non-local backends are printed, not run: launch them on the cluster (scripts/slurm_train.sh)."""
+    hash unless `force` (then they retrain from scratch). Runs on the local backend go through `workers`
+    subprocesses at once (each runs its share one after another: one interpreter start and one torch/TRL import per
+    worker, its memory freed when it exits), the CPU threads split among them; runs are shared out by planned
+    tokens, longest first. Non-local backends are printed, not run: launch them on the cluster
+    (scripts/slurm_train.sh)."""
     local = []
     for params in runs:
         path = write_launch_params(params)
@@ -171,61 +173,124 @@ def train_runs(runs: list[RunParams], force: bool = False) -> list[dict]:
         else:
             local.append((params, path))
     if local:
-        _run_local(local, force)
+        _run_local(local, force, workers)
     return [{"name": p.name, "status": "done", **done} if (done := read_done(p)) is not None
             else {"name": p.name, "status": "not run"} for p in runs]
 
 
-def _run_local(runs: list[tuple[RunParams, Path]], force: bool) -> None:
-    """One `python -m posttrain.trainer --params A --params B ...` process. Its output goes to each run's train.log
-    only (switched at the RUN_MARKER line the worker prints before each run); the caller sees one live progress line
-    per run, then its summary (and the log's tail if it fails)."""
-    cmd = launch_command(*runs[0]) + [a for _, path in runs[1:] for a in ("--params", str(path))]
-    cmd += ["--no-resume"] if force else []
-    by_name = {params.name: params for params, _ in runs}
-    print(f"[train_runs] {len(runs)} run(s) in one process: {_shown(cmd)}", flush=True)
-    current, log_file, progress = None, None, None
-    proc = start_job(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def share_out(runs: list[tuple[RunParams, Path]], workers: int) -> list[list[tuple[RunParams, Path]]]:
+    """Runs split into at most `workers` groups of similar planned tokens (longest first onto the lightest group);
+    each group keeps the runs' given order."""
+    groups: list[list] = [[] for _ in range(max(1, min(workers, len(runs))))]
+    load = [0] * len(groups)
+    for i in sorted(range(len(runs)), key=lambda i: -planned_schedule(runs[i][0])["total_tokens"]):
+        g = load.index(min(load))
+        groups[g].append(i)
+        load[g] += planned_schedule(runs[i][0])["total_tokens"]
+    return [[runs[i] for i in sorted(g)] for g in groups]
+
+
+def _run_local(runs: list[tuple[RunParams, Path]], force: bool, workers: int = 1) -> None:
+    """`python -m posttrain.trainer --params A --params B ...` processes, one per group of share_out. Their output
+    goes to each run's train.log only (switched at the RUN_MARKER line the worker prints before each run); the
+    caller sees one live progress line per run, then its summary (and the log's tail if one fails)."""
+    groups = share_out(runs, workers)
+    threads = max(1, (os.cpu_count() or 1) // len(groups))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if len(groups) > 1 else None
+    procs, followers = [], []
     try:
-        for line in proc.stdout:
-            if line.startswith(RUN_MARKER):
-                if log_file:
-                    log_file.close()
-                current = by_name[line[len(RUN_MARKER):].strip()]
-                log_file = (Path(current.output_dir) / TRAIN_LOG).open("a")
-                progress = _RunProgress(current, resumed=not force)
-            if log_file:
-                log_file.write(line)
-            if line.startswith(RUN_END_MARKER):
-                progress.finish(_run_summary(progress))
-                progress = None
-            elif progress:
-                progress.maybe_update()
-        proc.wait()
+        for group in groups:
+            cmd = launch_command(*group[0]) + [a for _, path in group[1:] for a in ("--params", str(path))]
+            cmd += ["--no-resume"] if force else []
+            print(f"[train_runs] {len(group)} run(s) in one process"
+                  + (f" ({threads} thread(s))" if env else "") + f": {_shown(cmd)}", flush=True)
+            procs.append(start_job(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env))
+            followers.append(_Follower({p.name: p for p, _ in group}, force, live=len(groups) == 1))
+        _follow(procs, followers)
     finally:
-        stop_job(proc)  # an interrupted notebook cell must not leave the training running
-        if log_file:
-            log_file.close()
-    if proc.returncode:
-        failed = current or runs[0][0]
-        log = Path(failed.output_dir) / TRAIN_LOG
-        tail = log.read_text().splitlines()[-30:] if log.exists() else []
-        if progress:
-            progress.finish(_run_summary(progress))
-        raise RuntimeError(f"training {failed.name} failed (exit {proc.returncode}); last lines of "
-                           f"{repo_relative(log)}:\n" + "\n".join(tail))
+        for proc in procs:
+            stop_job(proc)  # an interrupted notebook cell must not leave the training running
+        for f in followers:
+            f.close()
+    for proc, follower, group in zip(procs, followers, groups):
+        if proc.returncode:
+            failed = follower.current or group[0][0]
+            log = Path(failed.output_dir) / TRAIN_LOG
+            tail = log.read_text().splitlines()[-30:] if log.exists() else []
+            raise RuntimeError(f"training {failed.name} failed (exit {proc.returncode}); last lines of "
+                               f"{repo_relative(log)}:\n" + "\n".join(tail))
+
+
+def _follow(procs: list[subprocess.Popen], followers: list["_Follower"]) -> None:
+    """Feed each worker's output lines to its follower until every worker has exited (one reader thread each)."""
+    import queue
+    import threading
+
+    lines: queue.Queue = queue.Queue()
+
+    def read(i: int, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            lines.put((i, line))
+        proc.wait()
+        lines.put((i, None))
+
+    for i, proc in enumerate(procs):
+        threading.Thread(target=read, args=(i, proc), daemon=True).start()
+    running = len(procs)
+    while running:
+        i, line = lines.get()
+        if line is None:
+            running -= 1
+            followers[i].ended()
+        else:
+            followers[i].feed(line)
+
+
+class _Follower:
+    """One worker's output: files each line in its run's train.log and keeps the run's progress line."""
+
+    def __init__(self, by_name: dict[str, RunParams], force: bool, live: bool):
+        self.by_name, self.force, self.live = by_name, force, live
+        self.current, self.log_file, self.progress = None, None, None
+
+    def feed(self, line: str) -> None:
+        if line.startswith(RUN_MARKER):
+            self.close()
+            self.current = self.by_name[line[len(RUN_MARKER):].strip()]
+            self.log_file = (Path(self.current.output_dir) / TRAIN_LOG).open("a")
+            self.progress = _RunProgress(self.current, resumed=not self.force, live=self.live)
+        if self.log_file:
+            self.log_file.write(line)
+        if line.startswith(RUN_END_MARKER):
+            self.progress.finish(_run_summary(self.progress))
+            self.progress = None
+        elif self.progress:
+            self.progress.maybe_update()
+
+    def ended(self) -> None:
+        if self.progress:  # the worker stopped inside a run: say so
+            self.progress.finish(_run_summary(self.progress))
+            self.progress = None
+
+    def close(self) -> None:
+        if self.log_file:
+            self.log_file.close()
+            self.log_file = None
 
 
 class _RunProgress:
     """One line that rewrites itself while a run trains (step, loss, tokens/s, time), from the run's loss log: a
     display handle in a notebook (a saved notebook keeps only its last state), a carriage return elsewhere."""
 
-    def __init__(self, params: RunParams, resumed: bool):
-        self.params, self.started, self.shown_at = params, time.monotonic(), 0.0
+    def __init__(self, params: RunParams, resumed: bool, live: bool = True):
+        # live=False (several runs at once outside a notebook): no rewriting line, which the runs would garble;
+        # the start and the summary are printed as plain lines.
+        self.params, self.started, self.shown_at, self.live = params, time.monotonic(), 0.0, live
         rows = read_loss_log(params.output_dir) if resumed else []  # count only the tokens trained from now on
         self.tokens_before = rows[-1]["tokens"] if rows else 0
         self.max_steps = planned_schedule(params)["max_steps"]
         self.handle, self.width = _display_handle(), 0
+        self.live = live or self.handle is not None
         self.show(f"[{params.name}] starting (log: {repo_relative(Path(params.output_dir) / TRAIN_LOG)})")
 
     def maybe_update(self) -> None:
@@ -237,8 +302,12 @@ class _RunProgress:
             self.show(f"[{self.params.name}] step {last['step']}/{self.max_steps} · loss {last['loss']:.4g} · "
                       f"{(last['tokens'] - self.tokens_before) / elapsed:,.0f} tokens/s · {_clock(elapsed)}")
 
-    def show(self, text: str) -> None:
+    def show(self, text: str, final: bool = False) -> None:
         self.shown_at = time.monotonic()
+        if not self.live:
+            if final or "starting" in text[:len(self.params.name) + 12]:
+                print(text, flush=True)
+            return
         if self.handle is not None:
             from IPython.display import Pretty
             self.handle.update(Pretty(text))
@@ -248,8 +317,8 @@ class _RunProgress:
             self.width = len(text)
 
     def finish(self, summary: str) -> None:
-        self.show(summary)
-        if self.handle is None:
+        self.show(summary, final=True)
+        if self.handle is None and self.live:
             sys.stdout.write("\n")
 
 

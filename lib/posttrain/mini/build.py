@@ -1,4 +1,5 @@
-"""The miniature's set-up stage: task data, benchmarks, corpus, tokenizer and tiny Qwen2 config under {run_dir}/setup/.
+"""The miniature's set-up stage: the world's corpus, SFT data, benchmarks, tokenizer and tiny Qwen2 config under
+{run_dir}/setup/ (the world: posttrain.mini.world; its design: docs/miniature.md).
 
     python -m posttrain.mini.build params/mini.yaml [--run-dir DIR] [--force]
 
@@ -11,27 +12,32 @@ the hub data; benchmark files use the local formats posttrain.eval_sets reads (m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
 
-from posttrain.mini.code_tasks import generate_code, lcb_row
-from posttrain.mini.corpus import build_corpus
-from posttrain.mini.math_tasks import generate_math
+from posttrain.mini import world as W
+from posttrain.mini.code_tasks import lcb_row
 from posttrain.params import MiniSetupParams, load_study, params_hash, repo_relative
 from posttrain.prompts import code_sft_messages, math_sft_messages, question_with_starter
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-MATH_TRAIN_LEVELS, MATH_COMPETITION_LEVELS = (1, 2), (3,)
+# Benchmark name (posttrain.eval_sets) -> (WorldTasks field, file under setup/data).
+MATH_SETS = {"mini_math": ("math_test", "mini_math_test.jsonl"),
+             "mini_math_competition": ("math_competition", "mini_math_competition.jsonl"),
+             "mini_knowledge_probe": ("knowledge_probe", "mini_knowledge_probe.jsonl"),
+             "mini_knowledge_seen": ("knowledge_seen", "mini_knowledge_seen.jsonl")}
+CODE_SETS = {"mini_code": ("code_test", "mini_code_test.jsonl"),
+             "mini_code_competition": ("code_competition", "mini_code_competition.jsonl")}
 
 
 def _source_digest() -> str:
     # The generators are part of the params: editing them must rebuild the setup, not reuse stale files.
     here = Path(__file__).parent
     return hashlib.sha256(b"".join((here / f).read_bytes() for f in
-                                   ("math_tasks.py", "code_tasks.py", "corpus.py", "build.py"))).hexdigest()[:16]
+                                   ("math_tasks.py", "code_tasks.py", "world.py", "tokenizer.py", "build.py"))).hexdigest()[:16]
 
 
 def setup_paths(run_dir: str | Path) -> dict[str, Path]:
@@ -39,8 +45,8 @@ def setup_paths(run_dir: str | Path) -> dict[str, Path]:
     data = root / "data"
     return {"setup_dir": root, "data_dir": data, "math_train": data / "math_train.jsonl",
             "code_train": data / "code_train.jsonl", "corpus": data / "corpus.jsonl",
-            "mini_math": data / "mini_math_test.jsonl", "mini_math_competition": data / "mini_math_competition.jsonl",
-            "mini_code": data / "mini_code_test.jsonl", "tokenizer": root / "tokenizer",
+            **{name: data / file for name, (_, file) in {**MATH_SETS, **CODE_SETS}.items()},
+            "fill_in": data / "fill_in.jsonl", "world": data / "world.json", "tokenizer": root / "tokenizer",
             "base_config": root / "base_config", "marker": root / "setup.json"}
 
 
@@ -54,41 +60,25 @@ def _write_jsonl(path: Path, rows) -> int:
     return n
 
 
-def build_tasks(setup: MiniSetupParams) -> dict[str, list]:
-    """All generated problems. Test sets first; the training set excludes their texts (math) or tasks (code)."""
-    math_test = generate_math(setup.math_test, setup.seed, MATH_TRAIN_LEVELS)
-    math_comp = generate_math(setup.math_competition, setup.seed + 1, MATH_COMPETITION_LEVELS)
-    held_out = {p.problem for p in math_test + math_comp}
-    math_train = generate_math(setup.math_train, setup.seed + 2, MATH_TRAIN_LEVELS, exclude=held_out)
-    return {"math_train": math_train, "math_test": math_test, "math_competition": math_comp,
-            "code_train": generate_code(setup.code_train, setup.seed, "train"),
-            "code_test": generate_code(setup.code_test, setup.seed, "test")}
+def world_spec(setup: MiniSetupParams) -> W.WorldSpec:
+    """The posttrain.mini.world.WorldSpec of the setup params (its world fields have WorldSpec's names)."""
+    return W.WorldSpec(**{f.name: getattr(setup, f.name) for f in dataclasses.fields(W.WorldSpec)})
 
 
-def train_tokenizer(texts, vocab_size: int):
-    """Byte-level BPE with Qwen2's normalizer and pre-tokenizer (digits one by one), as a fast HF tokenizer.
+def build_tasks(setup: MiniSetupParams) -> tuple[W.World, list[str], W.WorldTasks]:
+    """The world, its pre-training corpus and every task set (evaluation sets first; SFT pools exclude them)."""
+    spec = world_spec(setup)
+    world = W.make_world(spec)
+    return world, W.build_world_corpus(world, spec), W.build_world_tasks(world, spec)
 
-    The pipeline must equal Qwen2Tokenizer's: AutoTokenizer on a dir whose config says qwen2 rebuilds it that way.
-    """
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
-    from posttrain.data import CHATML_TEMPLATE_WITH_GENERATION
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+def _math_row(name: str, i: int, p) -> dict:
+    return {"unique_id": f"{name}_{i:04d}", "problem": p.problem, "answer": p.answer, "subject": p.family,
+            "level": p.level}
 
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts, trainer=trainer)
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                 additional_special_tokens=["<|im_start|>"], model_max_length=1_000_000)
-    hf.chat_template = CHATML_TEMPLATE_WITH_GENERATION  # the template SFT uses (assistant_only_loss markers)
-    return hf
+
+def _code_row(name: str, i: int, task) -> dict:
+    return {**lcb_row(task, i), "question_id": f"{name}_{i:04d}"}
 
 
 def mini_config(setup: MiniSetupParams, tokenizer):
@@ -133,28 +123,23 @@ def build_mini_setup(setup: MiniSetupParams, run_dir: str | Path, force: bool = 
     if paths["setup_dir"].exists():
         shutil.rmtree(paths["setup_dir"])
 
-    tasks = build_tasks(setup)
+    world, corpus, tasks = build_tasks(setup)
     counts = {
         "math_train": _write_jsonl(paths["math_train"], ({"messages": math_sft_messages(p.problem, p.solution)}
-                                                         for p in tasks["math_train"])),
+                                                         for p in tasks.math_train)),
         "code_train": _write_jsonl(paths["code_train"], ({"messages": code_sft_messages(
-            question_with_starter(t.question, t.starter_code), t.solution)}
-                                                         for t in tasks["code_train"])),
-        "mini_math": _write_jsonl(paths["mini_math"], (
-            {"unique_id": f"mini_math_{i:04d}", "problem": p.problem, "answer": p.answer, "subject": p.family,
-             "level": p.level} for i, p in enumerate(tasks["math_test"]))),
-        "mini_math_competition": _write_jsonl(paths["mini_math_competition"], (
-            {"unique_id": f"mini_math_competition_{i:04d}", "problem": p.problem, "answer": p.answer,
-             "subject": p.family, "level": p.level} for i, p in enumerate(tasks["math_competition"]))),
-        "mini_code": _write_jsonl(paths["mini_code"], (lcb_row(t, i) for i, t in enumerate(tasks["code_test"]))),
+            question_with_starter(t.question, t.starter_code), t.solution)} for t in tasks.code_train)),
+        **{name: _write_jsonl(paths[name], (_math_row(name, i, p) for i, p in enumerate(getattr(tasks, field))))
+           for name, (field, _) in MATH_SETS.items()},
+        **{name: _write_jsonl(paths[name], (_code_row(name, i, t) for i, t in enumerate(getattr(tasks, field))))
+           for name, (field, _) in CODE_SETS.items()},
+        "fill_in": _write_jsonl(paths["fill_in"], tasks.fill_in),
+        "corpus": _write_jsonl(paths["corpus"], ({"text": d} for d in corpus)),
     }
-    corpus = build_corpus(setup.corpus_max_chars, seed=setup.seed)
-    counts["corpus"] = _write_jsonl(paths["corpus"], ({"text": d} for d in corpus))
-
-    # The tokenizer sees the corpus and the tasks as the models will: SFT rows rendered through the chat template.
-    task_texts = [m["content"] for path in (paths["math_train"], paths["code_train"])
-                  for line in open(path) for m in json.loads(line)["messages"]]
-    tokenizer = train_tokenizer(corpus + task_texts, setup.vocab_size)
+    paths["world"].write_text(json.dumps({"seed": world.seed, "seen": list(world.seen),
+                                          "held_out": list(world.held_out),
+                                          "facts": {t.name: t.facts for t in world.towns}}, indent=1))
+    tokenizer = W.train_world_tokenizer(corpus, tasks, setup.vocab_size)
     tokenizer.save_pretrained(paths["tokenizer"])
     config = mini_config(setup, tokenizer)
     config.save_pretrained(paths["base_config"])

@@ -78,6 +78,7 @@ class WorldSpec:
     knowledge_seen: int = 120  # knowledge questions about seen towns, problems not in SFT
     knowledge_fraction: float = 0.25  # share of the math SFT pool that asks about (seen) towns' facts
     math_numbers: str = "standard"  # number ranges of levels 1-2 (a key of NUMBER_RANGES); level 3 never changes
+    drill_fraction: float = 0.0  # share of the math SFT pool that is bare arithmetic drills (never evaluated)
 
 
 def town_names(rng: random.Random, count: int) -> list[str]:
@@ -339,6 +340,45 @@ def number_problem(world: World, rng: random.Random, level: int, numbers: str = 
     return MathProblem(text, finish_solution(steps, x), format_answer(x), "number", level)
 
 
+def drill_problem(world: World, rng: random.Random, level: int = 1, numbers: str = "small") -> MathProblem:
+    """Bare arithmetic in the solutions' own equation form ("Work out 14 + 7 - 5."): the sums, differences,
+    products and exact quotients the word problems need, many per token. SFT only, the same for every arm; a
+    design change made because the learning pilots found arithmetic, not copying, to be what 0%-Pre lacks."""
+    r = _ranges(numbers)
+    hi = 2 * r["chain_hi"][2] + r["arrive_hi"]  # the largest running totals of the level-2 word problems
+    kind = rng.randrange(4)
+    if kind == 2:
+        a, b = rng.randint(2, r["rows"][2][1]), rng.randint(2, r["number_x_hi"] + 3)
+        value, steps, expr = a * b, [f"{a} * {b} = {a * b}."], f"{a} * {b}"
+    elif kind == 3:
+        m, q = rng.randint(2, 9), rng.randint(1, r["number_x_hi"] + 3)
+        value, steps, expr = q, [f"{m * q} / {m} = {q}."], f"{m * q} / {m}"
+    else:
+        value = rng.randint(1, hi)
+        expr, steps = str(value), []
+        for _ in range(rng.randint(1, 3)):
+            if rng.random() < 0.5 and value > 1:
+                k = rng.randint(1, value - 1)
+                steps.append(f"{value} - {k} = {value - k}.")
+                expr, value = f"{expr} - {k}", value - k
+            else:
+                k = rng.randint(1, r["chain_hi"][2])
+                steps.append(f"{value} + {k} = {value + k}.")
+                expr, value = f"{expr} + {k}", value + k
+    return MathProblem(f"Work out {expr}.", finish_solution(steps, value), format_answer(value), "drill", 1)
+
+
+def drill_value(text: str) -> int | None:
+    """The value of a drill's expression, left to right (what check_math_answer recomputes)."""
+    tokens = text.removeprefix("Work out ").rstrip(".").split()
+    value = int(tokens[0])
+    for op, arg in zip(tokens[1::2], map(int, tokens[2::2])):
+        if op == "/" and value % arg:
+            return None
+        value = {"+": value + arg, "-": value - arg, "*": value * arg, "/": value // max(arg, 1)}[op]
+    return value
+
+
 SELF_CONTAINED = {"chain": chain_problem, "rows": rows_problem, "share": share_problem, "number": number_problem}
 
 
@@ -368,7 +408,7 @@ def knowledge_problem(world: World, rng: random.Random, towns: tuple[str, ...]) 
 
 def _distinct(make, count: int, exclude: set[str], what: str, text=lambda p: p.problem) -> list:
     seen, out = set(exclude), []
-    for _ in range(count * 50):
+    for _ in range(count * 50 + 1):
         if len(out) == count:
             return out
         item = make()
@@ -389,6 +429,11 @@ def self_contained_problems(world: World, count: int, levels: tuple[int, ...], s
                      count, exclude, f"math problems ({salt})")
 
 
+def drill_problems(world: World, count: int, salt: str, numbers: str = "small") -> list[MathProblem]:
+    rng = random.Random(f"mini-world-drill:{world.seed}:{salt}")
+    return _distinct(lambda: drill_problem(world, rng, 1, numbers), count, set(), f"drills ({salt})")
+
+
 def knowledge_problems(world: World, count: int, towns: tuple[str, ...], salt: str,
                        exclude: set[str] = frozenset()) -> list[MathProblem]:
     rng = random.Random(f"mini-world-knowledge:{world.seed}:{salt}")
@@ -396,10 +441,11 @@ def knowledge_problems(world: World, count: int, towns: tuple[str, ...], salt: s
 
 
 def fill_in_probe(world: World) -> list[dict]:
-    """One cloze per fact in the corpus' own wording ("{town} has"), expected continuation " {n} {things}": does the
-    base model store the facts? (Gate: >= 80% for the 100%-Pre base, docs/miniature.md.)"""
-    return [{"town": t.name, "attribute": a, "prompt": f"{t.name} has", "answer": f" {n} {ATTRIBUTES[a][1]}",
-             "held_out": t.name in world.held_out} for t in world.towns for a, n in t.facts.items()]
+    """One cloze per fact in one of the corpus' own wordings, the attribute named before the number ("The number of
+    wells in Baikux is" -> " 7"): does the base model store the facts? (Gate: >= 80% for the 100%-Pre base,
+    docs/miniature.md §8.)"""
+    return [{"town": t.name, "attribute": a, "prompt": f"The number of {ATTRIBUTES[a][1]} in {t.name} is",
+             "answer": f" {n}", "held_out": t.name in world.held_out} for t in world.towns for a, n in t.facts.items()]
 
 
 def check_math_answer(world: World, problem: MathProblem) -> bool:
@@ -430,6 +476,8 @@ def check_math_answer(world: World, problem: MathProblem) -> bool:
         else:
             a, b, c = nums
             value = (c - b) // a if (c - b) % a == 0 else None
+    elif fam == "drill":
+        value = drill_value(problem.problem)
     else:
         value = _knowledge_value(world, problem.problem, words, nums)
     return value is not None and format_answer(value) == problem.answer
@@ -611,8 +659,11 @@ def build_world_tasks(world: World, spec: WorldSpec) -> WorldTasks:
     seen_eval = knowledge_problems(world, spec.knowledge_seen, world.seen, "seen-eval")
     held = {p.problem for p in math_test + math_comp + probe + seen_eval}
     n_know = int(spec.math_train * spec.knowledge_fraction)
-    train = (self_contained_problems(world, spec.math_train - n_know, (1, 2), "train", held, spec.math_numbers)
-             + knowledge_problems(world, n_know, world.seen, "train", held))
+    n_drill = int(spec.math_train * spec.drill_fraction)
+    train = (self_contained_problems(world, spec.math_train - n_know - n_drill, (1, 2), "train", held,
+                                     spec.math_numbers)
+             + knowledge_problems(world, n_know, world.seen, "train", held)
+             + drill_problems(world, n_drill, "train", spec.math_numbers))
     random.Random(f"mini-world-train-order:{spec.seed}").shuffle(train)  # prefixes (×1, ×4) keep the mix
     base_specs = list_specs() + formula_specs() + loop_specs()
     test_specs = [s for s in base_specs if is_code_test_task(s.key, spec.seed)]
@@ -638,9 +689,9 @@ def contaminated(texts: list[str], corpus: list[str], n: int = 8) -> list[str]:
 
 
 def train_world_tokenizer(corpus: list[str], tasks: WorldTasks, vocab_size: int):
-    """The miniature's byte-level BPE (posttrain.mini.build.train_tokenizer) trained on this world's corpus and SFT
+    """The miniature's byte-level BPE (posttrain.mini.tokenizer.train_tokenizer) trained on this world's corpus and SFT
     texts rendered through the SFT prompts, so the vocabulary is the world's words."""
-    from posttrain.mini.build import train_tokenizer
+    from posttrain.mini.tokenizer import train_tokenizer
     from posttrain.prompts import code_sft_messages, math_sft_messages
 
     sft = [m["content"] for p in tasks.math_train for m in math_sft_messages(p.problem, p.solution)]
