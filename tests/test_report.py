@@ -387,3 +387,12 @@ def test_storage_gate_reads_the_fill_in_result(tmp_path):
                                                                  "held_out": 0.5}))
     row = report.check_gates(results, spec, tmp_path).set_index("gate").loc["storage"]
     assert row["value"] == 0.5 and not row["passed"] and row["needed by"] == "the knowledge probe"
+
+
+def test_format_table_leaves_out_a_pass5_column_with_no_value():
+    cols = pd.MultiIndex.from_tuples([("mini_math", "pass@1"), ("mini_math", "pass@5"), ("mini_code", "pass@5")])
+    table = pd.DataFrame([[0.5, np.nan, 0.25], [0.1, np.nan, np.nan]], columns=cols,
+                         index=pd.Index(["0%-Pre", "Base"], name="arm"))
+    out = report.format_table(table)
+    assert list(out.columns) == ["arm", "mini_math pass@1", "mini_code pass@5"]
+    assert list(out["mini_code pass@5"]) == ["25.0", "—"]

@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -425,6 +426,13 @@ def _cases_gap_narrows(ctx) -> list[dict]:
     return cases
 
 
+def _short_number(x: float) -> str:
+    for unit, div in (("M", 1e6), ("k", 1e3)):
+        if x >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:g}"
+
+
 def plot_sft_scale(scale: pd.DataFrame, figures_dir: Path) -> list[Path]:
     """Per size × domain: pass@1 against SFT tokens (log x), a line per arm with its CI band, one column per
     benchmark; beneath, the paired gap 100%-Pre − 0%-Pre with its CI."""
@@ -433,15 +441,19 @@ def plot_sft_scale(scale: pd.DataFrame, figures_dir: Path) -> list[Path]:
         benches = list(dict.fromkeys(part["benchmark"]))
         with sns.axes_style("whitegrid"):
             fig, axes = plt.subplots(2, len(benches), figsize=(4.2 * len(benches), 5.6), squeeze=False,
-                                     sharex="col", gridspec_kw={"height_ratios": [3, 2]})
+                                     sharex=True, gridspec_kw={"height_ratios": [3, 2]})
             for col, bench in enumerate(benches):
                 top, bottom, rows = axes[0][col], axes[1][col], part[part["benchmark"] == bench]
                 for arm in [a for a in ARM_ORDER if a in set(rows["arm"])]:
                     line = rows[rows["arm"] == arm]
                     x = line["sft_tokens"].to_numpy(float)
-                    top.plot(x, 100 * line["pass@1"], marker="o", color=ARM_COLORS[arm], label=ARM_LABELS[arm])
-                    top.fill_between(x, 100 * line["pass@1_lo"], 100 * line["pass@1_hi"], color=ARM_COLORS[arm],
-                                     alpha=0.15)
+                    y, lo, hi = (100 * line[c].to_numpy(float) for c in ("pass@1", "pass@1_lo", "pass@1_hi"))
+                    top.plot(x, y, marker="o", color=ARM_COLORS[arm], label=ARM_LABELS[arm])
+                    if len(line) > 1:
+                        top.fill_between(x, lo, hi, color=ARM_COLORS[arm], alpha=0.15)
+                    else:  # one checkpoint: a band would be invisible
+                        top.errorbar(x, y, yerr=np.vstack([y - lo, hi - y]), fmt="none", ecolor=ARM_COLORS[arm],
+                                     capsize=3)
                 gap = rows[rows["arm"] == "100%-Pre − 0%-Pre"]
                 if len(gap):
                     x = gap["sft_tokens"].to_numpy(float)
@@ -452,6 +464,11 @@ def plot_sft_scale(scale: pd.DataFrame, figures_dir: Path) -> list[Path]:
                 top.set_xscale("log")
                 top.set_title(bench + (" (probe)" if bench in PROBES else ""))
                 bottom.set_xlabel("SFT tokens" if rows["sft_tokens"].max() > rows["step"].max() else "SFT step")
+            ticks = sorted(set(part["sft_tokens"]))  # the budgets themselves, labelled 150k / 2.4M
+            for ax in axes[1]:
+                ax.set_xticks(ticks, [_short_number(t) for t in ticks])
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+                ax.set_xlim(ticks[0] / 1.5, ticks[-1] * 1.5)
             axes[0][0].set_ylabel("pass@1 (%)")
             axes[1][0].set_ylabel("100%-Pre − 0%-Pre\n(points, paired 95% CI)")
             axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -864,7 +881,11 @@ def plot_gap_closure(gaps: pd.DataFrame, figures_dir: Path) -> list[Path]:
 
 
 def format_table(table: pd.DataFrame, percent: bool = True) -> pd.DataFrame:
-    """Numbers as percent strings with one decimal, NaN as "—"; MultiIndex columns flattened to "col metric"."""
+    """Numbers as percent strings with one decimal, NaN as "—"; MultiIndex columns flattened to "col metric". A
+    pass@5 column with no value at all is left out (a study sampling fewer than 5 per problem has none)."""
+    if isinstance(table.columns, pd.MultiIndex) and len(table):
+        empty = [c for c in table.columns if c[-1] == "pass@5" and table[c].isna().all()]
+        table = table.drop(columns=empty)
     out = table.map(lambda v: MISSING if pd.isna(v) else (f"{100 * v:.1f}" if percent else f"{v:.3g}"))
     if isinstance(out.columns, pd.MultiIndex):
         out.columns = [" ".join(map(str, c)) for c in out.columns]
