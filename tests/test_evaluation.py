@@ -90,6 +90,17 @@ def test_plan_covers_base_checkpoints_and_cross_domain(tmp_path, tiny, data_dir)
     no_cross = _study(tmp_path / "run", data_dir, sft=[_sft_run("m", "0%-Pre", "math", math_run)],
                       cross_domain=False, checkpoints="final")
     assert [(j.checkpoint, j.benchmarks) for j in plan_evaluations(no_cross)] == [("checkpoint-10", ["mini_math"])]
+    # the miniature's way: cross-domain on a listed subset, curves on the run's own domain's curve benchmarks
+    listed = _study(tmp_path / "run", data_dir, sft=[_sft_run("m", "0%-Pre", "math", math_run)],
+                    benchmarks={"math": ["mini_math", "mini_knowledge_probe"], "code": ["mini_code",
+                                                                                         "mini_code_competition"]},
+                    cross_domain=["mini_code", "mini_math"], curve_benchmarks=["mini_knowledge_probe", "mini_code"])
+    assert [(j.checkpoint, j.benchmarks) for j in plan_evaluations(listed)] == [
+        ("checkpoint-5", ["mini_knowledge_probe"]),
+        ("checkpoint-10", ["mini_math", "mini_knowledge_probe", "mini_code"])]
+    with pytest.raises(KeyError, match="mini_cod"):
+        plan_evaluations(_study(tmp_path / "run", data_dir, sft=[_sft_run("m", "0%-Pre", "math", math_run)],
+                                cross_domain=["mini_cod"]))
 
 
 def test_plan_skips_untrained_runs_by_name_and_rejects_unknown_benchmarks(tmp_path, data_dir, caplog):
