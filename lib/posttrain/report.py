@@ -10,6 +10,7 @@ Runs not evaluated yet are gaps ("—") with a note listing them, so a half-fini
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -111,11 +112,18 @@ def final_checkpoints(results: pd.DataFrame) -> pd.DataFrame:
 
 def per_problem_pass1(row: pd.Series, run_dir: str | Path) -> dict[str, float] | None:
     """problem_id → pass@1 (share of correct samples) from the records file the results row names; None when the
-    row names none or it is gone."""
+    row names none or it is gone. (Read once per file version: the tables, claims and SFT-scale rows ask for the
+    same files many times.)"""
     path = resolve_records(run_dir, row.get("records"))
     if path is None or not path.is_file():
         return None
-    return {r.problem_id: float(np.mean(r.correct)) for r in read_records(path) if r.graded and r.correct}
+    stat = path.stat()
+    return dict(_pass1_of_file(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=1024)
+def _pass1_of_file(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, float], ...]:
+    return tuple((r.problem_id, float(np.mean(r.correct))) for r in read_records(path) if r.graded and r.correct)
 
 
 def paired_arrays(rows: list[pd.Series], run_dir) -> list[np.ndarray] | None:
