@@ -396,3 +396,22 @@ def test_format_table_leaves_out_a_pass5_column_with_no_value():
     out = report.format_table(table)
     assert list(out.columns) == ["arm", "mini_math pass@1", "mini_code pass@5"]
     assert list(out["mini_code pass@5"]) == ["25.0", "—"]
+
+
+def test_transfer_sanity_reads_the_loss_at_the_end_of_warmup(tmp_path):
+    """At step 1 a pretrained model can sit above a random init (it never saw the chat markers); the gate reads
+    the first logged loss at or after the warmup."""
+    import json
+    from types import SimpleNamespace
+    results, spec = _scale_run(tmp_path)
+    runs = []
+    for arm, losses in (("0%-Pre", [6.9, 4.0, 1.5]), ("100%-Pre", [7.4, 3.0, 1.0])):
+        out = tmp_path / arm
+        out.mkdir()
+        (out / "loss.jsonl").write_text("".join(json.dumps({"step": s, "loss": v}) + "\n"
+                                                for s, v in zip((1, 10, 20), losses)))
+        runs.append(SimpleNamespace(arm=arm, domain="math", size="mini", output_dir=str(out),
+                                    training=SimpleNamespace(warmup_steps=10)))
+    row = report.check_gates(results, spec, tmp_path, SimpleNamespace(sft=runs)).set_index("gate").loc[
+        "transfer sanity"]
+    assert row["passed"] and row["value"] == "3 vs 4" and "step 10" in row["what"]
