@@ -301,3 +301,7 @@ def test_plan_overview_has_one_row_per_model_and_results_overview_one_column_per
     table = results_overview(results)
     assert list(table.columns) == ["mini_math", "mini_code"]
     assert table.loc[("m", "0%-Pre", 120), "mini_code"] == "10.0 [5.0, 20.0]"
+    earlier = results.assign(step=60, **{"pass@1": 0.0})
+    both = pd.concat([earlier, results])
+    assert len(results_overview(both)) == 2
+    assert list(results_overview(both, final_only=True).index) == [("m", "0%-Pre", 120)]

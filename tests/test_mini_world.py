@@ -14,7 +14,7 @@ from posttrain.mini import world as W
 # A small world with the evaluation sets at their planned sizes (the size rules are what the tests check).
 SMALL = W.WorldSpec(seed=0, num_towns=12, exposures_per_fact=20, arithmetic_docs=300, program_docs=300,
                     story_docs=100, math_train=800, code_train=400, math_test=200, math_competition=100,
-                    code_test=200, code_competition=100, knowledge_probe=40, knowledge_seen=40)
+                    code_test=200, code_competition=100, knowledge_probe=40, knowledge_seen=40, drill_fraction=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,8 @@ def test_math_answers_recomputed_from_the_text(built):
     assert not bad, bad[:3]
     assert all(p.solution.endswith(f"\\boxed{{{p.answer}}}.") for p in problems)
     assert {p.family for p in tasks.math_test} == set(W.SELF_CONTAINED)
+    drills = [p for p in tasks.math_train if p.family == "drill"]
+    assert len(drills) == 80 and {p.problem.split()[3] for p in drills if len(p.problem.split()) == 5} >= {"*", "/"}
     assert {p.level for p in tasks.math_test} == {1, 2} and {p.level for p in tasks.math_competition} == {3}
 
 

@@ -15,7 +15,7 @@ import yaml
 from posttrain.params import REPO_ROOT, ParamsError, RunParams, load_run_params
 from posttrain.runs import is_done, list_checkpoints, read_loss_log, resolve_schedule
 from posttrain.trainer import train_in_process
-from posttrain.training import launch_command, train_runs
+from posttrain.training import launch_command, results_table, train_runs
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +207,9 @@ def test_train_runs_shares_one_process_and_keeps_a_log_per_run(setup, capsys):
         assert re.search(rf"\[{name}\] 4 steps, [\d,]+ tokens in 0:\d\d:\d\d \([\d,]+ tokens/s incl. start-up\), "
                          rf"final loss [\d.]+; log: .*{name}/train.log", out), out
     assert train_runs(runs) == results  # done with the same params hash: nothing retrained
+    table = results_table(results)
+    assert list(table.columns) == ["run", "status", "steps", "tokens", "train loss", "final checkpoint"]
+    assert list(table["final checkpoint"]) == ["checkpoint-4", "checkpoint-4"] and list(table["steps"]) == [4, 4]
 
 
 def test_train_runs_with_two_workers_trains_each_run_once_in_its_own_process(setup, capsys):

@@ -129,9 +129,12 @@ def plan_overview(jobs: list[EvalJob]):
             .agg(steps=("step", ", ".join), benchmarks=("benchmarks", union)).reset_index())
 
 
-def results_overview(results, stat: str = "pass@1"):
+def results_overview(results, stat: str = "pass@1", final_only: bool = False):
     """pass@k in % with its 95% CI, one row per model × step and one column per benchmark (results.csv has a row
-    per benchmark too): the table a reader compares arms in."""
+    per benchmark too): the table a reader compares arms in. final_only: each model's last checkpoint only (the
+    earlier ones are the report's curves and SFT-scale table)."""
+    if final_only:
+        results = results[results["step"] == results.groupby("model")["step"].transform("max")]
     cell = results.apply(lambda r: f"{100 * r[stat]:.1f} [{100 * r[f'{stat}_lo']:.1f}, {100 * r[f'{stat}_hi']:.1f}]",
                          axis=1)
     return (results.assign(cell=cell)
@@ -355,25 +358,23 @@ FILL_IN_FILE = "fill_in.jsonl"  # the miniature's clozes, one per world fact (po
 FILL_IN_RESULT = "fill_in.json"  # under eval/
 
 
-def fill_in_accuracy(model_path: str, tokenizer_path: str, rows: list[dict], batch: int = 256) -> dict:
-    """Greedy continuation of each cloze ("The number of wells in Baikux is" -> " 7"): the share answered exactly
-    (the number, not followed by another digit), over all facts and over seen / held-out towns."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def fill_in_accuracy(model_path: str, tokenizer_path: str, rows: list[dict], work_dir: str | Path) -> dict:
+    """Greedy continuation of each cloze ("The number of wells in Baikux is" -> " 7"), through the HF engine of
+    posttrain.generation: the share answered exactly (the number, not followed by another digit), over all facts
+    and over seen / held-out towns."""
+    from posttrain.generation import GenerationRequest, run_request
 
-    tok = AutoTokenizer.from_pretrained(tokenizer_path)
-    tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
-    hits = []
-    for i in range(0, len(rows), batch):
-        chunk = rows[i:i + batch]
-        enc = tok([r["prompt"] for r in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad():
-            out = model.generate(**enc, do_sample=False, max_new_tokens=4, pad_token_id=tok.pad_token_id)
-        for r, ids in zip(chunk, out[:, enc.input_ids.shape[1]:]):
-            text = tok.decode(ids, skip_special_tokens=True)
-            rest = text[len(r["answer"]):]
-            hits.append(text.startswith(r["answer"]) and not rest[:1].isdigit())
+    out = Path(work_dir) / "fill_in.gen.jsonl"
+    out.unlink(missing_ok=True)
+    req = GenerationRequest(model=model_path, tokenizer=tokenizer_path, output=str(out), n=1, temperature=0.0,
+                            top_p=1.0, max_tokens=4, prompts=[{"key": i, "prompt": r["prompt"]}
+                                                              for i, r in enumerate(rows)], dtype="float32")
+    run_request(req, "hf")
+    text = {g["key"]: g["responses"][0] for g in read_jsonl(out)}
+    out.unlink()
+    hits = [text[i].startswith(r["answer"]) and not text[i][len(r["answer"]):][:1].isdigit()
+            for i, r in enumerate(rows)]
+
     def share(keep):
         picked = [h for h, r in zip(hits, rows) if keep(r)]
         return round(sum(picked) / len(picked), 4) if picked else None
@@ -391,10 +392,10 @@ def storage_check(study: StudyParams) -> dict | None:
     if not data_dir or not (Path(data_dir) / FILL_IN_FILE).is_file() or not base:
         return None
     job = base[0]
-    result = {"model": job.model, "checkpoint": job.checkpoint,
-              **fill_in_accuracy(job.path, job.tokenizer, read_jsonl(Path(data_dir) / FILL_IN_FILE))}
     out = Path(study.run_dir) / "eval" / FILL_IN_RESULT
     out.parent.mkdir(parents=True, exist_ok=True)
+    result = {"model": job.model, "checkpoint": job.checkpoint,
+              **fill_in_accuracy(job.path, job.tokenizer, read_jsonl(Path(data_dir) / FILL_IN_FILE), out.parent)}
     out.write_text(json.dumps(result, indent=1))
     return result
 

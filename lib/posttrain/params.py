@@ -202,8 +202,8 @@ class EvalParams(Strict):
     # generate 1.5-1.7x faster in float32 (benchmarks/vllm_dtype.py, docs/evaluation.md).
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     chunk_size: int = Field(256, gt=0)  # prompts per engine call: records are appended after each chunk
-    # HF engine: sequences (prompts × n) per generate call. Tiny models on CPU generate faster in big batches
-    # (benchmarks/generation.py, docs/miniature.md §13).
+    # HF engine: sequences (prompts × n) per generate call. For the miniature's models 64 beat 256 and 512 (a call
+    # runs until its longest sample ends; benchmarks/generation.py, docs/miniature.md §13).
     hf_batch_sequences: int = Field(64, gt=0)
     grade_timeout_s: float = Field(6.0, gt=0)
     grade_workers: int | None = Field(None, gt=0)  # grader processes; None = the graders' default (all cores)

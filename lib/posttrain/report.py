@@ -29,7 +29,7 @@ import yaml  # noqa: E402
 from posttrain.eval_sets import BENCHMARK_DOMAIN, BENCHMARKS, PAPER_COMPETITIONS, PROBES  # noqa: E402
 from posttrain.metrics import bootstrap_stat  # noqa: E402
 from posttrain.params import repo_relative  # noqa: E402
-from posttrain.runs import launch_world_size, resolve_schedule  # noqa: E402
+from posttrain.runs import launch_world_size, read_loss_log, resolve_schedule  # noqa: E402
 from posttrain.records import (ARM_ORDER, RESULT_COLUMNS, example_row, read_records,  # noqa: E402
                                resolve_records, results_path)
 
@@ -385,22 +385,30 @@ def _sft_tokens(row: pd.Series, spec: ReportSpec) -> float:
     return float(row["step"]) * per_step if per_step else float(row["step"])
 
 
+def _arm_checkpoints(results: pd.DataFrame, size: str, domain: str, bench: str):
+    """One size × domain × benchmark's SFT rows, 0%-Pre's and 100%-Pre's, and the steps both were evaluated at."""
+    rows = results[(results["arm"] != "Base") & (results["size"] == size) & (results["train_domain"] == domain)
+                   & (results["benchmark"] == bench)]
+    zero, full = rows[rows["arm"] == "0%-Pre"], rows[rows["arm"] == "100%-Pre"]
+    at = lambda arm_rows, step: arm_rows[arm_rows["step"] == step].iloc[0]  # noqa: E731
+    return rows, zero, full, sorted(set(zero["step"]) & set(full["step"])), at
+
+
 def sft_scale(results: pd.DataFrame, spec: ReportSpec, run_dir, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """pass@1 against SFT tokens for every arm and evaluated checkpoint, on each domain's first in-domain benchmark
     (and the probes, for math): the paper's title as a figure. Rows with arm "100%-Pre − 0%-Pre" carry the
     paired difference (gap, in points) with its CI at each step both arms were evaluated at."""
-    sft, out = results[results["arm"] != "Base"], []
+    out = []
     for size in spec.sizes:
         for domain, benches in spec.domains.items():
             for bench in benches[:1] + (spec.probes if domain == "math" else []):
-                rows = sft[(sft["size"] == size) & (sft["train_domain"] == domain) & (sft["benchmark"] == bench)]
+                rows, zero, full, steps, at = _arm_checkpoints(results, size, domain, bench)
                 for _, r in rows.sort_values("step").iterrows():
                     out.append({"size": size, "domain": domain, "benchmark": bench, "arm": r["arm"],
                                 "step": int(r["step"]), "sft_tokens": _sft_tokens(r, spec), "pass@1": r["pass@1"],
                                 "pass@1_lo": r["pass@1_lo"], "pass@1_hi": r["pass@1_hi"]})
-                zero, full = rows[rows["arm"] == "0%-Pre"], rows[rows["arm"] == "100%-Pre"]
-                for step in sorted(set(zero["step"]) & set(full["step"])):
-                    a, b = full[full["step"] == step].iloc[0], zero[zero["step"] == step].iloc[0]
+                for step in steps:
+                    a, b = at(full, step), at(zero, step)
                     arrays = paired_arrays([a, b], run_dir)
                     gap = (bootstrap_stat(arrays, _difference_stat, n_boot=n_boot, seed=seed) if arrays
                            else (a["pass@1"] - b["pass@1"], np.nan, np.nan))
@@ -414,21 +422,18 @@ def sft_scale(results: pd.DataFrame, spec: ReportSpec, run_dir, n_boot: int = 10
 def _cases_gap_narrows(ctx) -> list[dict]:
     """gap(first step) − gap(last step), 100%-Pre − 0%-Pre in points, on the same problems at both steps."""
     results, run_dir, spec, cases = ctx["results"], ctx["run_dir"], ctx["spec"], []
-    sft = results[results["arm"] != "Base"]
     for size, domain, bench in [(s, d, bs[0]) for s in spec.sizes for d, bs in spec.domains.items()]:
-        rows = sft[(sft["size"] == size) & (sft["train_domain"] == domain) & (sft["benchmark"] == bench)]
-        zero, full = rows[rows["arm"] == "0%-Pre"], rows[rows["arm"] == "100%-Pre"]
-        steps = sorted(set(zero["step"]) & set(full["step"]))
+        _, zero, full, steps, at = _arm_checkpoints(results, size, domain, bench)
         if len(steps) < 2:
             continue
         first, last = steps[0], steps[-1]
-        picked = [arm_rows[arm_rows["step"] == st].iloc[0] for st in (first, last) for arm_rows in (full, zero)]
+        picked = [at(arm_rows, st) for st in (first, last) for arm_rows in (full, zero)]
         arrays = paired_arrays(picked, run_dir)
         if arrays is None:
             continue
         value, lo, hi = bootstrap_stat(arrays, lambda f1, z1, fl, zl: (f1.mean() - z1.mean()) - (fl.mean() - zl.mean()),
                                        *ctx["boot"])
-        x1, xl = (_sft_tokens(full[full["step"] == st].iloc[0], spec) for st in (first, last))
+        x1, xl = (_sft_tokens(picked[i], spec) for i in (0, 2))
         cases.append({"case": f"{bench} ({size}): step {first} → {last}", "value": 100 * value, "lo": 100 * lo,
                       "hi": 100 * hi, "note": f"SFT tokens ×{xl / x1:.0f}; {len(arrays[0])} problems"})
     return cases
@@ -609,7 +614,7 @@ def _scores_at(results: pd.DataFrame, arm: str, size: str, domain: str, bench: s
 def check_gates(results: pd.DataFrame, spec: ReportSpec, run_dir, study=None) -> pd.DataFrame:
     """The miniature's gates, one row each per size: learning floor (0%-Pre's last math checkpoint >= 30%), off
     the ceiling (100%-Pre's first <= 95%), instruments (Base <= 5% on the in-domain math set), transfer sanity
-    (100%-Pre's first logged SFT loss not above 0%-Pre's), storage (Base's fill-in accuracy >= 80% on seen and
+    (100%-Pre's SFT loss at the end of warmup not above 0%-Pre's), storage (Base's fill-in accuracy >= 80% on seen and
     held-out towns; eval/fill_in.json from notebook 03). Empty for paper-scale studies."""
     if spec.layout != "miniature" or "math" not in spec.domains:
         return pd.DataFrame(columns=GATE_COLUMNS)
@@ -636,7 +641,6 @@ def check_gates(results: pd.DataFrame, spec: ReportSpec, run_dir, study=None) ->
             v = base["pass@1"].iloc[0]
             add("instruments", size, f"Base pass@1 on {bench}", v, f"<= {BASE_CEILING:.0%}", bool(v <= BASE_CEILING))
         if study is not None:
-            from posttrain.runs import read_loss_log
             # The first logged step after warmup: at step 1 a pretrained model that never saw the chat markers
             # can sit above a random init's ln(vocab) (pilot world 1002: 7.44 vs 6.96), which says nothing about
             # transfer.

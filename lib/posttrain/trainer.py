@@ -191,7 +191,7 @@ class LossLog(TrainerCallback):
 
 
 class SaveAt(TrainerCallback):
-    """Also save a checkpoint at these steps (training.save_at): the SFT-scale budgets of one constant-LR run."""
+    """Also save a checkpoint at these steps (training.save_at): the miniature's ×1 / ×4 SFT budgets."""
 
     def __init__(self, steps):
         self.steps = set(steps)

@@ -183,10 +183,11 @@ def share_out(runs: list[tuple[RunParams, Path]], workers: int) -> list[list[tup
     each group keeps the runs' given order."""
     groups: list[list] = [[] for _ in range(max(1, min(workers, len(runs))))]
     load = [0] * len(groups)
-    for i in sorted(range(len(runs)), key=lambda i: -planned_schedule(runs[i][0])["total_tokens"]):
+    tokens = [planned_schedule(params)["total_tokens"] for params, _ in runs]
+    for i in sorted(range(len(runs)), key=lambda i: -tokens[i]):
         g = load.index(min(load))
         groups[g].append(i)
-        load[g] += planned_schedule(runs[i][0])["total_tokens"]
+        load[g] += tokens[i]
     return [[runs[i] for i in sorted(g)] for g in groups]
 
 
@@ -291,7 +292,8 @@ class _RunProgress:
         self.max_steps = planned_schedule(params)["max_steps"]
         self.handle, self.width = _display_handle(), 0
         self.live = live or self.handle is not None
-        self.show(f"[{params.name}] starting (log: {repo_relative(Path(params.output_dir) / TRAIN_LOG)})")
+        log = repo_relative(Path(params.output_dir) / TRAIN_LOG)
+        self.show(f"[{params.name}] starting (log: {log})", final=True)
 
     def maybe_update(self) -> None:
         if time.monotonic() - self.shown_at < 0.5:  # at most twice a second: reading the loss log is not free
@@ -303,9 +305,10 @@ class _RunProgress:
                       f"{(last['tokens'] - self.tokens_before) / elapsed:,.0f} tokens/s · {_clock(elapsed)}")
 
     def show(self, text: str, final: bool = False) -> None:
+        """Redraw the line (live), or, when not live, print `final` lines only (the start and the summary)."""
         self.shown_at = time.monotonic()
-        if not self.live:
-            if final or "starting" in text[:len(self.params.name) + 12]:
+        if not self.live:  # only the lines that stay: the start and the summary
+            if final:
                 print(text, flush=True)
             return
         if self.handle is not None:
@@ -369,6 +372,18 @@ def plot_loss_curves(runs: list[RunParams], path: str | Path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return fig
+
+
+def results_table(results: list[dict]):
+    """train_runs' results as a reader scans them: one short row per run (the done marker's other fields, e.g. the
+    schedule, are in each run's done.json)."""
+    import pandas as pd
+
+    rows = [{"run": r["name"], "status": r["status"], "steps": r.get("global_step"), "tokens": r.get("tokens"),
+             "train loss": r.get("train_loss"),
+             "final checkpoint": Path(r["final_checkpoint"]).name if r.get("final_checkpoint") else None}
+            for r in results]
+    return pd.DataFrame(rows)
 
 
 def data_stats_table(runs: list[RunParams]) -> list[dict]:
