@@ -43,7 +43,10 @@ def pilot_spec(seed: int, examples: int, numbers: str = "standard", drills: floa
 
 
 @torch.no_grad()
-def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int = 96, batch: int = 40) -> tuple[float, str]:
+def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int = 96, batch: int = 40,
+                    samples: int = 0, temperature: float = 0.6) -> tuple[float, str]:
+    """Greedy accuracy, or (samples > 0) the mean accuracy of that many samples per problem at `temperature`,
+    top-p 0.95 — the study's pass@1 protocol, which the greedy pilots overstated (docs/miniature.md §12)."""
     model.eval()
     tokenizer.padding_side = "left"
     correct, sample, by_group = 0, "", {}
@@ -53,17 +56,20 @@ def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int = 96, batch:
             [{"role": "user", "content": OMR_MATH_PROMPT.format(problem=p.problem)}], tokenize=False,
             add_generation_prompt=True) for p in chunk]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        sampling = dict(do_sample=True, temperature=temperature, top_p=0.95, num_return_sequences=samples) \
+            if samples else dict(do_sample=False)
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+                             pad_token_id=tokenizer.pad_token_id, **sampling)
         texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        for t, p in zip(texts, chunk):
-            ok = grade_math(t, p.answer)
+        per = max(samples, 1)
+        for j, p in enumerate(chunk):
+            ok = sum(grade_math(t, p.answer) for t in texts[j * per:(j + 1) * per]) / per
             correct += ok
             hits = by_group.setdefault(f"{p.family}{p.level or ''}", [0, 0])
             hits[0], hits[1] = hits[0] + ok, hits[1] + 1
         sample = sample or f"{chunk[0].problem!r} -> {texts[0]!r}"
     model.train()
-    groups = " ".join(f"{g}:{c}/{n}" for g, (c, n) in sorted(by_group.items()))
+    groups = " ".join(f"{g}:{c:g}/{n}" for g, (c, n) in sorted(by_group.items()))
     return correct / len(problems), f"[{groups}] {sample}"
 
 
@@ -124,6 +130,8 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--drills", type=float, default=0.0, help="share of arithmetic drills (WorldSpec.drill_fraction)")
     ap.add_argument("--knowledge", type=float, default=0.25, help="share of knowledge questions (knowledge_fraction)")
+    ap.add_argument("--samples", type=int, default=0,
+                    help="also score --samples samples per problem at T=0.6, top-p 0.95 (the study's pass@1)")
     args = ap.parse_args()
     if args.world_seed < 1000:
         raise SystemExit("--world-seed must be >= 1000: pilots never touch the final study's world (seed 0)")
@@ -161,6 +169,11 @@ def main() -> None:
         t = time.perf_counter()
         acc, sample = greedy_accuracy(m, tokenizer, test)
         probe_acc, _ = greedy_accuracy(m, tokenizer, probe)
+        if args.samples:
+            sampled, groups = greedy_accuracy(m, tokenizer, test, batch=max(1, 40 // args.samples),
+                                              samples=args.samples)
+            print(f"step={step}/{steps} math_test sampled pass@1={sampled:.3f} (n={len(test)} x {args.samples}, "
+                  f"T=0.6) {groups.split(']')[0]}]", flush=True)
         token_acc = solution_token_accuracy(m, tokenizer, test)
         print(f"step={step}/{steps} sft_tokens~{sft_tokens * step // steps} math_test={acc:.3f} (n={len(test)}) "
               f"knowledge_probe={probe_acc:.3f} (n={len(probe)}) train_s={t - train_start:.0f} "

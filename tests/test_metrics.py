@@ -8,8 +8,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from posttrain.metrics import (bootstrap_ci, bootstrap_ratio_ci, bootstrap_stat, pass_at_k, per_problem_pass_at_k,
-                               score_problems)
+from posttrain.metrics import (bootstrap_ci, bootstrap_over_seeds, bootstrap_ratio_ci, bootstrap_stat, pass_at_k,
+                               per_problem_pass_at_k, score_problems)
 
 
 def _brute_force(n: int, c: int, k: int) -> Fraction:
@@ -155,3 +155,33 @@ def test_bootstrap_gap_closure_and_ratio():
     assert math.isnan(lo0) and math.isnan(hi0)
     with pytest.raises(ValueError, match="equal length"):
         bootstrap_stat([[1, 2], [1, 2, 3]], stat)
+
+
+def test_bootstrap_over_seeds_covers_the_spread_between_training_seeds():
+    # Two training seeds whose arm difference is +30 and -6 points on every problem: each seed alone gives a CI of
+    # width 0, the seed-level interval spans both (replicates draw {s0, s0}, {s0, s1} or {s1, s1}).
+    diff = lambda a, b: a.mean() - b.mean()  # noqa: E731
+    s0 = [np.full(50, 0.8), np.full(50, 0.5)]
+    s1 = [np.full(80, 0.44), np.full(80, 0.5)]
+    assert bootstrap_stat(s0, diff, n_boot=200) == pytest.approx((0.3, 0.3, 0.3))
+    point, lo, hi = bootstrap_over_seeds([s0, s1], diff, n_boot=400)
+    assert point == pytest.approx((50 * 0.3 - 80 * 0.06) / 130)  # every problem of every seed once
+    assert lo == pytest.approx(-0.06) and hi == pytest.approx(0.3)
+    # seeds that agree give the problem-level interval back, not a wider one
+    agree = bootstrap_over_seeds([s0, [a.copy() for a in s0]], diff, n_boot=200)
+    assert agree == pytest.approx((0.3, 0.3, 0.3))
+
+
+def test_bootstrap_over_seeds_keeps_pairs_within_a_seed_and_names_bad_input():
+    rng = np.random.default_rng(1)
+    a = rng.random(40)
+    # b = a + 0.1 problem by problem: resampling pairs keeps the difference exact within and across seeds
+    point, lo, hi = bootstrap_over_seeds([[a + 0.1, a], [a[:20] + 0.1, a[:20]]], lambda x, y: (x - y).mean(),
+                                         n_boot=200)
+    assert (point, lo, hi) == pytest.approx((0.1, 0.1, 0.1))
+    with pytest.raises(ValueError, match="same number of arrays"):
+        bootstrap_over_seeds([[a, a], [a]], lambda x, y: 0.0)
+    with pytest.raises(ValueError, match="seed 1's arrays"):
+        bootstrap_over_seeds([[a, a], [a, a[:3]]], lambda x, y: 0.0)
+    with pytest.raises(ValueError, match="at least one seed"):
+        bootstrap_over_seeds([], np.mean)

@@ -78,17 +78,32 @@ def stated_numbers(problems) -> list[int]:
     return [int(n) for p in problems for n in re.findall(r"\d+", p.problem)]
 
 
-def test_small_numbers_shrink_levels_1_2_only(built):
+def test_small_and_tiny_numbers_shrink_levels_1_2_only(built):
     _, _, standard = built
-    spec = W.WorldSpec(**{**SMALL.__dict__, "math_numbers": "small"})
-    world = W.make_world(spec)
-    small = W.build_world_tasks(world, spec)
-    assert all(W.check_math_answer(world, p) for p in small.math_train + small.math_test)
+    sets = {"standard": standard}
+    for numbers in ("small", "tiny"):
+        spec = W.WorldSpec(**{**SMALL.__dict__, "math_numbers": numbers, "drill_fraction": 0.3})
+        world = W.make_world(spec)
+        sets[numbers] = W.build_world_tasks(world, spec)
+        assert all(W.check_math_answer(world, p) for p in sets[numbers].math_train + sets[numbers].math_test)
+        assert sets[numbers].math_competition == standard.math_competition  # the harder set does not move
+    small, tiny = sets["small"], sets["tiny"]
     assert max(stated_numbers(small.math_test)) < max(stated_numbers(standard.math_test))
     assert sum(stated_numbers(small.math_test)) < 0.6 * sum(stated_numbers(standard.math_test))
-    assert small.math_competition == standard.math_competition  # the harder set does not move
-    with pytest.raises(ValueError, match="math_numbers='tiny'"):
-        W.build_world_tasks(world, W.WorldSpec(**{**spec.__dict__, "math_numbers": "tiny"}))
+    assert max(stated_numbers(tiny.math_test)) < max(stated_numbers(small.math_test))
+    assert sum(stated_numbers(tiny.math_test)) < 0.7 * sum(stated_numbers(small.math_test))
+    # the drills follow the world's numbers: a tiny drill states at most a 9 x 8 dividend (its exact quotients)
+    drills = [p for p in tiny.math_train if p.family == "drill"]
+    assert drills and max(stated_numbers(drills)) <= 9 * (5 + 3)
+    with pytest.raises(ValueError, match="math_numbers='huge'"):
+        W.build_world_tasks(world, W.WorldSpec(**{**spec.__dict__, "math_numbers": "huge"}))
+
+
+def test_params_offer_exactly_the_worlds_number_ranges():
+    from typing import get_args
+
+    from posttrain.params import MiniSetupParams
+    assert set(get_args(MiniSetupParams.model_fields["math_numbers"].annotation)) == set(W.NUMBER_RANGES)
 
 
 def test_the_checker_rejects_a_wrong_answer(built):

@@ -232,24 +232,71 @@ def test_claim_verdict_combines_cases():
     assert report.claim_verdict([]) == "not checked (runs missing)"
 
 
-def _claims_run(tmp_path, per_problem: dict, n_samples=4):
+def _claims_run(tmp_path, per_problem: dict, n_samples=4, size="mini", check=True):
     """One size, mini_math + mini_code; per_problem[(arm, train_domain, bench)] = correct samples per problem
     (a 4th key element, when given, is the checkpoint step; default 1)."""
     rows = []
     for key, counts in per_problem.items():
         (arm, domain, bench), step = key[:3], (key[3] if len(key) > 3 else 1)
-        model = "base" if arm == "Base" else f"{domain}_{arm}"
+        model = ("base" if arm == "Base" else f"{domain}_{arm}") + ("" if size == "mini" else f"_{size}")
         correct = np.array([[j < c for j in range(n_samples)] for c in counts])
         relpath = records_relpath(model, f"checkpoint-{step}", bench)
         _write_records(tmp_path / relpath, bench, correct)
         p1 = correct.mean(1).mean()
-        rows.append({"model": model, "arm": arm, "size": "mini", "train_domain": domain, "step": step,
+        rows.append({"model": model, "arm": arm, "size": size, "train_domain": domain, "step": step,
                      "benchmark": bench, "domain": BENCHMARK_DOMAIN[bench], "n": n_samples,
                      "num_problems": len(counts), "num_ungradable": 0, "pass@1": p1, "pass@1_lo": p1,
                      "pass@1_hi": p1, "pass@5": np.nan, "pass@5_lo": np.nan, "pass@5_hi": np.nan,
                      "truncation_rate": 0.0, "path": "", "grader": get_spec(bench).grader_label, "records": relpath})
+    if not check:
+        return pd.DataFrame(rows)
     results = report.check_results(pd.DataFrame(rows))
     return results, report.spec_from(results)
+
+
+def _seed_replicates(tmp_path, leads: dict):
+    """Sizes s0, s1 (training-seed replicates, group "S"): 0%-Pre solves 5 of 10 samples of each of 40 math
+    problems; 100%-Pre solves 5 + leads[size] (its lead in samples, the same on every problem); Base none."""
+    frames = [_claims_run(tmp_path, {("Base", "", "mini_math"): [0] * 40, ("0%-Pre", "math", "mini_math"): [5] * 40,
+                                     ("100%-Pre", "math", "mini_math"): [5 + lead] * 40}, n_samples=10, size=size,
+                          check=False)
+              for size, lead in leads.items()]
+    results = report.check_results(pd.concat(frames, ignore_index=True))
+    spec = report.spec_from(results)
+    spec.seed_groups = {"S": list(leads)}
+    return results, spec
+
+
+def test_a_seed_group_is_decided_by_its_pooled_case(tmp_path):
+    # each seed alone is decisive (a paired difference of exactly +10 or -10 points), but the seeds disagree
+    results, spec = _seed_replicates(tmp_path / "disagree", {"s0": 1, "s1": -1})
+    summary, cases = report.check_claims(results, spec, tmp_path / "disagree", pd.DataFrame(), n_boot=400)
+    lead = cases[cases["claim"] == 2].set_index("case")
+    assert lead.loc["mini_math (s0)", "value"] == pytest.approx(10)
+    assert lead.loc["mini_math (s1)", "value"] == pytest.approx(-10)
+    assert lead.loc["mini_math (s0)", "verdict"] == "one seed of S (the pooled case decides)"
+    pooled = lead.loc["mini_math (S, 2 seeds)"]
+    assert (pooled["value"], pooled["lo"], pooled["hi"]) == pytest.approx((0, -10, 10))
+    assert "s0 +10.0, s1 -10.0" in pooled["note"]
+    verdicts = summary.set_index("claim")["verdict"]
+    assert verdicts[2] == "undetermined (CI too wide)"  # not "does not hold", which seed s1 alone would say
+    assert "S, 2 seeds" in summary.set_index("claim").loc[2, "this run (95% CI)"]
+    assert verdicts[1] == "holds"  # 0%-Pre is 50 points above Base in both seeds
+
+    results, spec = _seed_replicates(tmp_path / "agree", {"s0": 1, "s1": 1})
+    summary, cases = report.check_claims(results, spec, tmp_path / "agree", pd.DataFrame(), n_boot=400)
+    assert summary.set_index("claim").loc[2, "verdict"] == "holds"
+    spec.seed_groups = {}  # without the group each seed decides on its own, as before
+    summary, cases = report.check_claims(results, spec, tmp_path / "agree", pd.DataFrame(), n_boot=400)
+    assert set(cases[cases["claim"] == 2]["case"]) == {"mini_math (s0)", "mini_math (s1)"}
+
+
+def test_seed_groups_are_checked_against_the_study(tmp_path):
+    from posttrain.params import ReportParams
+    with pytest.raises(ValueError, match="needs >= 2 distinct sizes"):
+        ReportParams(seed_groups={"L": ["L-seed0"]})
+    with pytest.raises(ValueError, match="more than one group"):
+        ReportParams(seed_groups={"A": ["a", "b"], "B": ["b", "c"]})
 
 
 def test_claims_on_a_run_that_reproduces_the_paper(tmp_path):
@@ -415,3 +462,12 @@ def test_transfer_sanity_reads_the_loss_at_the_end_of_warmup(tmp_path):
     row = report.check_gates(results, spec, tmp_path, SimpleNamespace(sft=runs)).set_index("gate").loc[
         "transfer sanity"]
     assert row["passed"] and row["value"] == "3 vs 4" and "step 10" in row["what"]
+
+
+def test_gap_closure_pooled_over_seeds():
+    zero, full = np.full(30, 0.2), np.full(30, 0.6)
+    same = report.joint_bootstrap_gap_over_seeds([[zero, (zero + full) / 2, full]] * 2, n_boot=200)
+    assert same["defined"] and (same["gap_closure"], same["gap_lo"], same["gap_hi"]) == pytest.approx((0.5,) * 3)
+    # one seed has no gap at all: the pooled gap's CI reaches 0, so closure is undefined, with the reason
+    flat = report.joint_bootstrap_gap_over_seeds([[zero, zero, full], [zero, zero, zero]], n_boot=200)
+    assert not flat["defined"] and np.isnan(flat["gap_closure"]) and "not above 0" in flat["reason"]

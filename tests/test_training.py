@@ -261,3 +261,20 @@ def test_paper_params_are_valid_and_divide_into_their_world_size():
 def test_loss_log_read_while_the_trainer_is_writing_its_last_line(tmp_path):
     (tmp_path / "loss.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
     assert read_loss_log(tmp_path) == [{"step": 1, "loss": 2.0}]
+
+
+def test_share_out_balances_tokens_and_gives_one_long_run_every_core(monkeypatch):
+    from types import SimpleNamespace
+
+    from posttrain import training
+    monkeypatch.setattr(training, "planned_schedule", lambda p: {"total_tokens": p.tokens})
+    run = lambda name, tokens: (SimpleNamespace(name=name, tokens=tokens), f"{name}.yaml")  # noqa: E731
+    names = lambda groups: [[p.name for p, _ in g] for g in groups]  # noqa: E731
+    # the demo's SFT: three long math runs and three short code runs over two workers, runs keep their order
+    sft = [run("m0", 24), run("m1", 24), run("m2", 24), run("c0", 6), run("c1", 6), run("c2", 6)]
+    assert names(training.share_out(sft, 2)) == [["m0", "m2"], ["m1", "c0", "c1", "c2"]]
+    # pre-training: one full run and a 5% one -- a second worker would idle after seconds; one process gets both
+    # cores instead
+    assert names(training.share_out([run("full", 100), run("short", 5)], 2)) == [["full", "short"]]
+    assert names(training.share_out([run("a", 100), run("b", 60)], 2)) == [["a"], ["b"]]
+    assert names(training.share_out(sft, 1)) == [["m0", "m1", "m2", "c0", "c1", "c2"]]

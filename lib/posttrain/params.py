@@ -233,7 +233,7 @@ class MiniSetupParams(Strict):
     knowledge_seen: int = Field(120, gt=0)
     knowledge_fraction: float = Field(0.25, ge=0, le=1)
     drill_fraction: float = Field(0.0, ge=0, le=1)
-    math_numbers: Literal["standard", "small"] = "standard"
+    math_numbers: Literal["standard", "small", "tiny"] = "standard"
     vocab_size: int = Field(1024, gt=0)
     hidden_size: int = Field(128, gt=0)
     num_hidden_layers: int = Field(2, gt=0)
@@ -265,6 +265,20 @@ class ReportParams(Strict):
     sizes: list[str] | None = None  # row order; None = as found
     examples_per_arm: int = Field(2, ge=0)
     figures_dir: str = "{repo}/figures/{name}"
+    # Sizes that are training-seed replicates of one configuration (e.g. {L: [L-seed0, L-seed1, ...]}): the claims
+    # are then decided on a pooled case per group, whose CI resamples seeds and problems within each seed
+    # (metrics.bootstrap_over_seeds); the single-seed cases are shown but no longer decide.
+    seed_groups: dict[str, list[str]] = {}
+
+    @model_validator(mode="after")
+    def _check(self):
+        for group, members in self.seed_groups.items():
+            if len(members) < 2 or len(set(members)) != len(members):
+                raise ValueError(f"report.seed_groups.{group}: needs >= 2 distinct sizes, got {members}")
+        seen = [m for ms in self.seed_groups.values() for m in ms]
+        if len(seen) != len(set(seen)):
+            raise ValueError(f"report.seed_groups: a size is in more than one group: {seen}")
+        return self
 
 
 class StudyParams(Strict):
@@ -286,6 +300,12 @@ class StudyParams(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"run names must be unique across pretrain and sft: {dupes}")
+        sizes = {r.size for r in self.sft}
+        for group, members in self.report.seed_groups.items():
+            unknown = [m for m in members if m not in sizes]
+            if unknown:
+                raise ValueError(f"report.seed_groups.{group}: {unknown} is not the size of any sft run "
+                                 f"(sizes: {sorted(sizes)})")
         return self
 
 

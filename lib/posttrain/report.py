@@ -27,7 +27,7 @@ import seaborn as sns  # noqa: E402
 import yaml  # noqa: E402
 
 from posttrain.eval_sets import BENCHMARK_DOMAIN, BENCHMARKS, PAPER_COMPETITIONS, PROBES  # noqa: E402
-from posttrain.metrics import bootstrap_stat  # noqa: E402
+from posttrain.metrics import bootstrap_over_seeds, bootstrap_stat  # noqa: E402
 from posttrain.params import repo_relative  # noqa: E402
 from posttrain.runs import launch_world_size, read_loss_log, resolve_schedule  # noqa: E402
 from posttrain.records import (ARM_ORDER, RESULT_COLUMNS, example_row, read_records,  # noqa: E402
@@ -147,6 +147,8 @@ class ReportSpec:
     expected_sft: set[tuple[str, str, str]] = field(default_factory=set)  # (arm, size, domain)
     probes: list[str] = field(default_factory=list)  # probe sets (eval_sets PROBES): their own table, no claims
     tokens_per_step: dict[str, int] = field(default_factory=dict)  # SFT run name -> tokens per step (x of SFT scale)
+    # group -> sizes that are training-seed replicates of one configuration (ReportParams.seed_groups)
+    seed_groups: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def short_arm(self) -> str | None:
@@ -178,12 +180,15 @@ def spec_from(results: pd.DataFrame, study=None, sizes: list[str] | None = None,
     domains = {d: [b for b in domains[d] if b not in PROBES]
                for d in sorted(domains, key=lambda d: (d != "math", d != "code", d))}
     layout = layout or ("miniature" if any(b.startswith("mini_") for b in benches) else "paper")
-    tokens_per_step = {}
+    tokens_per_step, seed_groups = {}, {}
     if study is not None:
         tokens_per_step = {r.name: resolve_schedule(r, launch_world_size(r))["tokens_per_step"] for r in study.sft}
-    return ReportSpec(sizes=list(sizes or found_sizes), arms=[a for a in ARM_ORDER if a in arms],
+        seed_groups = {g: list(ms) for g, ms in study.report.seed_groups.items()}
+    sizes = list(sizes or found_sizes)
+    return ReportSpec(sizes=sizes, arms=[a for a in ARM_ORDER if a in arms],
                       domains={d: bs for d, bs in domains.items() if bs}, layout=layout, expected_sft=expected,
-                      probes=probes, tokens_per_step=tokens_per_step)
+                      probes=probes, tokens_per_step=tokens_per_step,
+                      seed_groups={g: [m for m in ms if m in sizes] for g, ms in seed_groups.items()})
 
 
 def _domain_of(benchmark: str, results: pd.DataFrame) -> str:
@@ -319,13 +324,26 @@ def joint_bootstrap_gap(zero: np.ndarray, short: np.ndarray, full: np.ndarray, n
     if not (len(zero) == len(short) == len(full)) or len(zero) == 0:
         raise ValueError(f"joint_bootstrap_gap: need equal non-empty arrays, got {len(zero)}, {len(short)}, "
                          f"{len(full)}")
-    denom, d_lo, d_hi = bootstrap_stat([full, zero], _difference_stat, n_boot=n_boot, seed=seed, alpha=alpha)
+    return _gap_stats([[zero, short, full]], lambda groups, stat: bootstrap_stat(
+        groups[0], stat, n_boot=n_boot, seed=seed, alpha=alpha))
+
+
+def joint_bootstrap_gap_over_seeds(groups: list[list[np.ndarray]], n_boot: int = 1000, seed: int = 0,
+                                   alpha: float = 0.05) -> dict:
+    """joint_bootstrap_gap pooled over training seeds: `groups` holds one [zero, short, full] per seed, the CIs
+    resample seeds and then problems within each (metrics.bootstrap_over_seeds)."""
+    groups = [[np.asarray(a, float) for a in g] for g in groups]
+    return _gap_stats(groups, lambda gs, stat: bootstrap_over_seeds(gs, stat, n_boot=n_boot, seed=seed, alpha=alpha))
+
+
+def _gap_stats(groups: list[list[np.ndarray]], boot) -> dict:
+    zero, short, full = (np.concatenate([g[i] for g in groups]) for i in range(3))
+    denom, d_lo, d_hi = boot([[g[2], g[0]] for g in groups], _difference_stat)
     out = {"zero": zero.mean(), "short": short.mean(), "full": full.mean(), "denominator": denom,
            "denominator_lo": d_lo, "denominator_hi": d_hi, "gap_closure": np.nan, "gap_lo": np.nan,
            "gap_hi": np.nan, "defined": bool(denom > 0 and d_lo > 0), "reason": ""}
     if out["defined"]:
-        out["gap_closure"], out["gap_lo"], out["gap_hi"] = bootstrap_stat(
-            [zero, short, full], _gap_closure_stat, n_boot=n_boot, seed=seed, alpha=alpha)
+        out["gap_closure"], out["gap_lo"], out["gap_hi"] = boot(groups, _gap_closure_stat)
     else:
         out["reason"] = (f"undefined: 100%-Pre − 0%-Pre = {100 * denom:.1f} points, 95% CI [{100 * d_lo:.1f}, "
                          f"{100 * d_hi:.1f}], is not above 0: there is no gap to close")
@@ -333,7 +351,7 @@ def joint_bootstrap_gap(zero: np.ndarray, short: np.ndarray, full: np.ndarray, n
 
 
 GAP_COLUMNS = ["size", "domain", "benchmark", "short_arm", "zero", "short", "full", "denominator", "denominator_lo",
-               "denominator_hi", "gap_closure", "gap_lo", "gap_hi", "note"]
+               "denominator_hi", "gap_closure", "gap_lo", "gap_hi", "note", "group"]
 
 
 def gap_closure(results: pd.DataFrame, spec: ReportSpec, run_dir: str | Path, n_boot: int = 1000,
@@ -353,6 +371,19 @@ def gap_closure(results: pd.DataFrame, spec: ReportSpec, run_dir: str | Path, n_
                 if out["note"]:
                     notes.append(f"{size} {bench}: {out['note']}")
                 rows.append(out)
+    for group, members in spec.seed_groups.items():
+        for domain, benches in spec.domains.items():
+            for bench in benches:
+                picked = [[_model_row(final, arm, m, domain, bench) for arm in ("0%-Pre", short_arm, "100%-Pre")]
+                          for m in members]
+                arrays = [None if any(r is None for r in p) else paired_arrays(p, run_dir) for p in picked]
+                if len(members) < 2 or any(a is None for a in arrays):
+                    continue  # a seed lacks an arm (e.g. short-Pre ran with one seed): no pooled case
+                stats = joint_bootstrap_gap_over_seeds(arrays, n_boot=n_boot, seed=seed)
+                stats.pop("defined")
+                stats["note"] = stats.pop("reason")
+                rows.append({"size": f"{group} ({len(members)} seeds)", "domain": domain, "benchmark": bench,
+                             "short_arm": short_arm, "group": group, **stats})
     return pd.DataFrame(rows).reindex(columns=GAP_COLUMNS), notes
 
 
@@ -419,24 +450,49 @@ def sft_scale(results: pd.DataFrame, spec: ReportSpec, run_dir, n_boot: int = 10
     return pd.DataFrame(out, columns=SCALE_COLUMNS)
 
 
+def _narrowing(f1, z1, fl, zl):
+    return (f1.mean() - z1.mean()) - (fl.mean() - zl.mean())
+
+
 def _cases_gap_narrows(ctx) -> list[dict]:
-    """gap(first step) − gap(last step), 100%-Pre − 0%-Pre in points, on the same problems at both steps."""
+    """gap(first step) − gap(last step), 100%-Pre − 0%-Pre in points, on the same problems at both steps; per size,
+    and pooled over each seed group."""
     results, run_dir, spec, cases = ctx["results"], ctx["run_dir"], ctx["spec"], []
-    for size, domain, bench in [(s, d, bs[0]) for s in spec.sizes for d, bs in spec.domains.items()]:
+
+    def picked_for(size, domain, bench):
         _, zero, full, steps, at = _arm_checkpoints(results, size, domain, bench)
         if len(steps) < 2:
-            continue
-        first, last = steps[0], steps[-1]
-        picked = [at(arm_rows, st) for st in (first, last) for arm_rows in (full, zero)]
-        arrays = paired_arrays(picked, run_dir)
-        if arrays is None:
-            continue
-        value, lo, hi = bootstrap_stat(arrays, lambda f1, z1, fl, zl: (f1.mean() - z1.mean()) - (fl.mean() - zl.mean()),
-                                       *ctx["boot"])
-        x1, xl = (_sft_tokens(picked[i], spec) for i in (0, 2))
-        cases.append({"case": f"{bench} ({size}): step {first} → {last}", "value": 100 * value, "lo": 100 * lo,
-                      "hi": 100 * hi, "note": f"SFT tokens ×{xl / x1:.0f}; {len(arrays[0])} problems"})
+            return None
+        rows = [at(arm_rows, st) for st in (steps[0], steps[-1]) for arm_rows in (full, zero)]
+        arrays = paired_arrays(rows, run_dir)
+        return None if arrays is None else (steps[0], steps[-1], rows, arrays)
+
+    for domain, benches in spec.domains.items():
+        bench, found = benches[0], {}
+        for size in spec.sizes:
+            if (got := picked_for(size, domain, bench)) is None:
+                continue
+            found[size] = got
+            first, last, rows, arrays = got
+            value, lo, hi = bootstrap_stat(arrays, _narrowing, *ctx["boot"])
+            x1, xl = (_sft_tokens(rows[i], spec) for i in (0, 2))
+            cases.append({"case": f"{bench} ({size}): step {first} → {last}", "value": 100 * value,
+                          "lo": 100 * lo, "hi": 100 * hi, "_size": size, "_bench": bench,
+                          "note": f"SFT tokens ×{xl / x1:.0f}; {len(arrays[0])} problems"})
+        for group, members in spec.seed_groups.items():
+            if len(members) < 2 or not all(m in found for m in members):
+                continue
+            value, lo, hi = bootstrap_over_seeds([found[m][3] for m in members], _narrowing, *ctx["boot"])
+            cases.append({"case": f"{bench} ({group}, {len(members)} seeds): first → last step",
+                          "value": 100 * value, "lo": 100 * lo, "hi": 100 * hi, "_group": group, "_bench": bench,
+                          "note": _seeds_note(members, [found[m][3] for m in members], _narrowing)})
     return cases
+
+
+def _seeds_note(members: list[str], groups: list[list[np.ndarray]], stat) -> str:
+    """Each seed's own value: the reader sees the spread the pooled interval covers."""
+    per_seed = ", ".join(f"{m} {100 * stat(*g):+.1f}" for m, g in zip(members, groups))
+    return f"CI over training seeds and problems (two-level bootstrap); per seed: {per_seed}"
 
 
 def _short_number(x: float) -> str:
@@ -548,15 +604,43 @@ def _difference_case(final, run_dir, size, domain, bench, arm_a, arm_b, n_boot, 
     return {"value": 100 * value, "lo": 100 * lo, "hi": 100 * hi, "note": f"{len(arrays[0])} problems"}
 
 
+def _difference_cases(ctx, arm_a: str, arm_b: str) -> list[dict]:
+    """arm_a − arm_b per size × in-domain benchmark, and pooled over each seed group (two-level bootstrap)."""
+    final, run_dir, spec, cases = ctx["final"], ctx["run_dir"], ctx["spec"], []
+    for size, domain, bench in ctx["in_domain"]:
+        if c := _difference_case(*ctx["args"](size, domain, bench), arm_a, arm_b, *ctx["boot"]):
+            cases.append(dict(case=f"{bench} ({size})", _size=size, _bench=bench, **c))
+    for group, members in spec.seed_groups.items():
+        for domain, benches in spec.domains.items():
+            for bench in benches:
+                rows = [(_model_row(final, arm_a, m, domain, bench), _model_row(final, arm_b, m, domain, bench))
+                        for m in members]
+                arrays = [None if any(r is None for r in pair) else paired_arrays(list(pair), run_dir) for pair in rows]
+                if len(members) < 2 or any(a is None for a in arrays):
+                    continue
+                value, lo, hi = bootstrap_over_seeds(arrays, _difference_stat, *ctx["boot"])
+                cases.append({"case": f"{bench} ({group}, {len(members)} seeds)", "value": 100 * value,
+                              "lo": 100 * lo, "hi": 100 * hi, "_group": group, "_bench": bench,
+                              "note": _seeds_note(members, arrays, _difference_stat)})
+    return cases
+
+
 def _cases_scratch_vs_base(ctx) -> list[dict]:
-    return [dict(case=f"{bench} ({size})", **c) for size, domain, bench in ctx["in_domain"]
-            if (c := _difference_case(*ctx["args"](size, domain, bench), "0%-Pre", "Base", *ctx["boot"]))]
+    return _difference_cases(ctx, "0%-Pre", "Base")
 
 
 def _cases_full_vs_scratch(ctx) -> list[dict]:
-    return [dict(case=f"{bench} ({size})", **c) for size, domain, bench in ctx["in_domain"]
-            if (c := _difference_case(*ctx["args"](size, domain, bench), "100%-Pre", "0%-Pre", *ctx["boot"]))]
+    return _difference_cases(ctx, "100%-Pre", "0%-Pre")
 
+
+def _superseded_by_pools(found: list[dict], spec: ReportSpec) -> None:
+    """A single-seed case of a seed group, where the group has a pooled case on the same benchmark, is shown but
+    does not decide the claim: one training run is not a replicate (docs/miniature.md §14)."""
+    pooled = {(c["_group"], c["_bench"]) for c in found if "_group" in c}
+    for c in found:
+        group = next((g for g, ms in spec.seed_groups.items() if c.get("_size") in ms), None)
+        if group is not None and (group, c.get("_bench")) in pooled:
+            c["verdict"] = f"one seed of {group} (the pooled case decides)"
 
 def _cases_gap_closure(ctx) -> list[dict]:
     gaps, cases = ctx["gaps"], []
@@ -564,7 +648,8 @@ def _cases_gap_closure(ctx) -> list[dict]:
         if str(g.note).startswith("missing runs"):
             continue
         case = {"case": f"{g.benchmark} ({g.size})", "value": 100 * g.gap_closure, "lo": 100 * g.gap_lo,
-                "hi": 100 * g.gap_hi, "note": g.note}
+                "hi": 100 * g.gap_hi, "note": g.note, "_bench": g.benchmark,
+                **({"_group": g.group} if isinstance(g.group, str) else {"_size": g.size})}
         if pd.isna(g.gap_closure):
             case["verdict"] = "undetermined (gap closure undefined)"
         cases.append(case)
@@ -683,14 +768,16 @@ def check_claims(results: pd.DataFrame, spec: ReportSpec, run_dir, gaps: pd.Data
     summary, cases = [], []
     for number, claim in enumerate(claims, 1):
         found = _CLAIM_CASES[claim["id"]](ctx)
+        _superseded_by_pools(found, spec)
         for c in found:
             c.setdefault("verdict", case_verdict(c["lo"], c["hi"], claim["holds_if"]))
             cases.append({"claim": number, **c})
+        deciding = [c for c in found if not c["verdict"].startswith("one seed of")]
         summary.append({"claim": number, "statement": claim["claim"], "paper": claim["reference"],
                         "source": claim["source"], "measure": claim["measure"],
-                        "region": region_text(claim["holds_if"]), "this run (95% CI)": _run_figure(found),
-                        "verdict": (_gate_verdict(claim["id"], gates) if found else None)
-                        or claim_verdict([c["verdict"] for c in found])})
+                        "region": region_text(claim["holds_if"]), "this run (95% CI)": _run_figure(deciding),
+                        "verdict": (_gate_verdict(claim["id"], gates) if deciding else None)
+                        or claim_verdict([c["verdict"] for c in deciding])})
     case_cols = ["claim", "case", "value", "lo", "hi", "verdict", "note"]
     return pd.DataFrame(summary), pd.DataFrame(cases).reindex(columns=case_cols)
 

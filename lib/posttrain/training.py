@@ -180,10 +180,15 @@ def train_runs(runs: list[RunParams], force: bool = False, workers: int = 1) -> 
 
 def share_out(runs: list[tuple[RunParams, Path]], workers: int) -> list[list[tuple[RunParams, Path]]]:
     """Runs split into at most `workers` groups of similar planned tokens (longest first onto the lightest group);
-    each group keeps the runs' given order."""
-    groups: list[list] = [[] for _ in range(max(1, min(workers, len(runs))))]
-    load = [0] * len(groups)
+    each group keeps the runs' given order. Fewer groups when one run outweighs the rest: with n groups that run
+    alone sets the wall time on 1/n of the cores, while in fewer groups it gets more threads (the miniature's
+    pre-training, one long run and a 5% one: two threads ran 1.73x one, docs/miniature.md §13)."""
     tokens = [planned_schedule(params)["total_tokens"] for params, _ in runs]
+    n = max(1, min(workers, len(runs)))
+    while n > 1 and sum(tokens) - max(tokens) < (n - 1) * max(tokens) / 2:
+        n -= 1
+    groups: list[list] = [[] for _ in range(n)]
+    load = [0] * len(groups)
     for i in sorted(range(len(runs)), key=lambda i: -tokens[i]):
         g = load.index(min(load))
         groups[g].append(i)

@@ -235,6 +235,10 @@ NUMBER_RANGES = {
     "small": {"chain_hi": {1: 9, 2: 20}, "rows": {1: (2, 5), 2: (2, 9)}, "arrive_hi": 20,
               "share_n_hi": {1: 30, 2: 60}, "number_x_hi": 9, "number_a_hi": {1: 5, 2: 9},
               "number_b_hi": {1: 10, 2: 20}},
+    # "tiny": sums mostly of one-digit numbers and products within the 5 x 5 table (session 4's pilots, §12).
+    "tiny": {"chain_hi": {1: 6, 2: 9}, "rows": {1: (2, 4), 2: (2, 5)}, "arrive_hi": 9,
+             "share_n_hi": {1: 20, 2: 30}, "number_x_hi": 5, "number_a_hi": {1: 3, 2: 5},
+             "number_b_hi": {1: 5, 2: 9}},
 }
 
 
