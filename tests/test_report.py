@@ -471,3 +471,13 @@ def test_gap_closure_pooled_over_seeds():
     # one seed has no gap at all: the pooled gap's CI reaches 0, so closure is undefined, with the reason
     flat = report.joint_bootstrap_gap_over_seeds([[zero, zero, full], [zero, zero, zero]], n_boot=200)
     assert not flat["defined"] and np.isnan(flat["gap_closure"]) and "not above 0" in flat["reason"]
+
+
+def test_a_set_no_arm_solves_decides_no_difference(tmp_path):
+    runs = {("Base", "", "mini_math"): [0] * 30, ("0%-Pre", "math", "mini_math"): [0] * 30,
+            ("100%-Pre", "math", "mini_math"): [0] * 30}
+    results, spec = _claims_run(tmp_path, runs)
+    summary, cases = report.check_claims(results, spec, tmp_path, pd.DataFrame(), n_boot=100)
+    verdicts = summary.set_index("claim")["verdict"]
+    assert verdicts[1] == "undetermined (0%-Pre and Base at 0 on every problem)"
+    assert verdicts[2] == "undetermined (100%-Pre and 0%-Pre at 0 on every problem)"

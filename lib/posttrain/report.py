@@ -601,7 +601,11 @@ def _difference_case(final, run_dir, size, domain, bench, arm_a, arm_b, n_boot, 
         return {"value": 100 * (a["pass@1"] - b["pass@1"]), "lo": np.nan, "hi": np.nan,
                 "note": "no per-problem records: no paired CI"}
     value, lo, hi = bootstrap_stat(arrays, _difference_stat, n_boot=n_boot, seed=seed)
-    return {"value": 100 * value, "lo": 100 * lo, "hi": 100 * hi, "note": f"{len(arrays[0])} problems"}
+    case = {"value": 100 * value, "lo": 100 * lo, "hi": 100 * hi, "note": f"{len(arrays[0])} problems"}
+    if not any(a.any() for a in arrays):
+        # a set no arm solves once measures the set, not the arms: its difference of exactly 0 decides nothing
+        case["verdict"] = f"undetermined ({arm_a} and {arm_b} at 0 on every problem)"
+    return case
 
 
 def _difference_cases(ctx, arm_a: str, arm_b: str) -> list[dict]:
@@ -622,6 +626,8 @@ def _difference_cases(ctx, arm_a: str, arm_b: str) -> list[dict]:
                 cases.append({"case": f"{bench} ({group}, {len(members)} seeds)", "value": 100 * value,
                               "lo": 100 * lo, "hi": 100 * hi, "_group": group, "_bench": bench,
                               "note": _seeds_note(members, arrays, _difference_stat)})
+                if not any(a.any() for pair in arrays for a in pair):
+                    cases[-1]["verdict"] = f"undetermined ({arm_a} and {arm_b} at 0 on every problem)"
     return cases
 
 
