@@ -283,6 +283,16 @@ def test_a_seed_group_is_decided_by_its_pooled_case(tmp_path):
     assert "S, 2 seeds" in summary.set_index("claim").loc[2, "this run (95% CI)"]
     assert verdicts[1] == "holds"  # 0%-Pre is 50 points above Base in both seeds
 
+    scale = report.sft_scale(results, spec, tmp_path / "disagree", n_boot=400)
+    pooled = scale[scale["size"] == "S (2 seeds)"].set_index("arm")
+    assert pooled.loc["0%-Pre", "pass@1"] == pytest.approx(0.5)
+    assert pooled.loc["100%-Pre", ["pass@1", "pass@1_lo", "pass@1_hi"]].tolist() == pytest.approx([0.5, 0.4, 0.6])
+    gap = pooled.loc["100%-Pre − 0%-Pre"]
+    assert (gap["gap"], gap["gap_lo"], gap["gap_hi"], gap["problems"]) == pytest.approx((0, -10, 10, 80))
+    paths = report.plot_sft_scale(scale, tmp_path / "fig")
+    assert "sft_scale_math_S_2_seeds.png" in {p.name for p in paths}
+    assert report._main_scale_figure(paths, tmp_path) == "fig/sft_scale_math_S_2_seeds.png"
+
     results, spec = _seed_replicates(tmp_path / "agree", {"s0": 1, "s1": 1})
     summary, cases = report.check_claims(results, spec, tmp_path / "agree", pd.DataFrame(), n_boot=400)
     assert summary.set_index("claim").loc[2, "verdict"] == "holds"

@@ -447,7 +447,48 @@ def sft_scale(results: pd.DataFrame, spec: ReportSpec, run_dir, n_boot: int = 10
                                 "step": int(step), "sft_tokens": _sft_tokens(a, spec),
                                 **dict(zip(("gap", "gap_lo", "gap_hi"), (100 * g for g in gap))),
                                 "problems": len(arrays[0]) if arrays else np.nan})
+    out += _pooled_scale_rows(results, spec, run_dir, n_boot, seed)
     return pd.DataFrame(out, columns=SCALE_COLUMNS)
+
+
+def _pooled_scale_rows(results, spec: ReportSpec, run_dir, n_boot: int, seed: int) -> list[dict]:
+    """sft_scale rows pooled over each seed group (size "<group> (k seeds)"): per arm run by every seed, pass@1 at
+    each step all seeds were evaluated at, and the paired gap, with CIs over seeds and problems."""
+    out = []
+    for group, members in spec.seed_groups.items():
+        label = f"{group} ({len(members)} seeds)"
+        for domain, benches in spec.domains.items():
+            for bench in benches[:1] + (spec.probes if domain == "math" else []):
+                per_seed = {m: _arm_checkpoints(results, m, domain, bench)[0] for m in members}
+                for arm in ARM_ORDER:
+                    if arm == "Base":
+                        continue
+                    runs = {m: rows[rows["arm"] == arm] for m, rows in per_seed.items()}
+                    steps = sorted(set.intersection(*(set(r["step"]) for r in runs.values())))
+                    for step in steps:
+                        picked = [runs[m][runs[m]["step"] == step].iloc[0] for m in members]
+                        arrays = [paired_arrays([r], run_dir) for r in picked]
+                        if any(a is None for a in arrays):
+                            continue
+                        value, lo, hi = bootstrap_over_seeds(arrays, np.mean, n_boot=n_boot, seed=seed)
+                        out.append({"size": label, "domain": domain, "benchmark": bench, "arm": arm,
+                                    "step": int(step), "sft_tokens": _sft_tokens(picked[0], spec), "pass@1": value,
+                                    "pass@1_lo": lo, "pass@1_hi": hi})
+                zero = {m: rows[rows["arm"] == "0%-Pre"] for m, rows in per_seed.items()}
+                full = {m: rows[rows["arm"] == "100%-Pre"] for m, rows in per_seed.items()}
+                steps = sorted(set.intersection(*(set(zero[m]["step"]) & set(full[m]["step"]) for m in members)))
+                for step in steps:
+                    pairs = [[full[m][full[m]["step"] == step].iloc[0], zero[m][zero[m]["step"] == step].iloc[0]]
+                             for m in members]
+                    arrays = [paired_arrays(p, run_dir) for p in pairs]
+                    if any(a is None for a in arrays):
+                        continue
+                    gap = bootstrap_over_seeds(arrays, _difference_stat, n_boot=n_boot, seed=seed)
+                    out.append({"size": label, "domain": domain, "benchmark": bench, "arm": "100%-Pre − 0%-Pre",
+                                "step": int(step), "sft_tokens": _sft_tokens(pairs[0][0], spec),
+                                **dict(zip(("gap", "gap_lo", "gap_hi"), (100 * g for g in gap))),
+                                "problems": sum(len(a[0]) for a in arrays)})
+    return out
 
 
 def _narrowing(f1, z1, fl, zl):
@@ -502,6 +543,11 @@ def _short_number(x: float) -> str:
     return f"{x:g}"
 
 
+def _file_stem(label: str) -> str:
+    """A size label as a file-name part: "L (4 seeds)" -> "L_4_seeds"; plain labels unchanged."""
+    return re.sub(r"[^\w.-]+", "_", label).strip("_")
+
+
 def plot_sft_scale(scale: pd.DataFrame, figures_dir: Path) -> list[Path]:
     """Per size × domain: pass@1 against SFT tokens (log x), a line per arm with its CI band, one column per
     benchmark; beneath, the paired gap 100%-Pre − 0%-Pre with its CI."""
@@ -541,9 +587,11 @@ def plot_sft_scale(scale: pd.DataFrame, figures_dir: Path) -> list[Path]:
             axes[0][0].set_ylabel("pass@1 (%)")
             axes[1][0].set_ylabel("100%-Pre − 0%-Pre\n(points, paired 95% CI)")
             axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-            fig.suptitle(f"{domain}-SFT, size {size}: scores against SFT scale (95% CI)")
+            pooled = "seeds)" in size
+            fig.suptitle(f"{domain}-SFT, size {size}: scores against SFT scale (95% CI"
+                         + (" over training seeds and problems)" if pooled else ")"))
             fig.tight_layout()
-            paths += _save(fig, figures_dir, f"sft_scale_{domain}_{size}")
+            paths += _save(fig, figures_dir, f"sft_scale_{domain}_{_file_stem(size)}")
     return paths
 
 
@@ -1158,14 +1206,20 @@ def write_report(study=None, *, run_dir: str | Path | None = None, results_csv: 
     manifest.write_text(json.dumps({
         "claims_table": "report/claims.md", "headline_table": "report/table1.md",
         "gates_table": "report/gates.md" if not tables["gates"].empty else None,
-        "sft_scale_figure": next((_relative(p, run_dir) for p in figures
-                                  if p.name.startswith("sft_scale_math") and p.suffix == ".png"), None),
+        "sft_scale_figure": _main_scale_figure(figures, run_dir),
         "headline_figure": _relative(figures_dir / "headline.png", run_dir) if figures else None,
         "figures": [_relative(p, run_dir) for p in figures], "tables": [_relative(p, run_dir) for p in files],
         "layout": spec.layout}, indent=1))
     return {"tables": tables, "notes": notes, "captions": captions, "markdown": markdown, "examples": examples,
             "files": files,
             "figures": figures, "manifest": manifest}
+
+
+def _main_scale_figure(figures: list[Path], run_dir: Path) -> str | None:
+    """The math SFT-scale figure the index page shows: a seed group's pooled one where the study has one."""
+    scale = [p for p in figures if p.name.startswith("sft_scale_math") and p.suffix == ".png"]
+    pooled = [p for p in scale if p.stem.endswith("_seeds")]
+    return _relative((pooled or scale)[0], run_dir) if scale else None
 
 
 def _relative(path: Path, run_dir: Path) -> str:
