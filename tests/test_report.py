@@ -491,3 +491,14 @@ def test_a_set_no_arm_solves_decides_no_difference(tmp_path):
     verdicts = summary.set_index("claim")["verdict"]
     assert verdicts[1] == "undetermined (0%-Pre and Base at 0 on every problem)"
     assert verdicts[2] == "undetermined (100%-Pre and 0%-Pre at 0 on every problem)"
+
+
+def test_cells_the_study_never_planned_are_not_called_missing(mini_run):
+    _, results = mini_run
+    spec = report.spec_from(results)
+    spec.plan_known = True  # as with a study's params: its runs are the plan (s2 never had a 0%-Pre code run)
+    _, notes = report.build_tables(results, spec)
+    table1 = notes["table1"]
+    assert not any("0%-Pre s2 code-SFT" in n for n in table1)
+    assert "missing: short-Pre s2 math-SFT on mini_math_competition" in table1  # planned, result absent
+    assert any(n.startswith("— also marks 1 arm × size × domain") for n in table1)

@@ -149,6 +149,7 @@ class ReportSpec:
     tokens_per_step: dict[str, int] = field(default_factory=dict)  # SFT run name -> tokens per step (x of SFT scale)
     # group -> sizes that are training-seed replicates of one configuration (ReportParams.seed_groups)
     seed_groups: dict[str, list[str]] = field(default_factory=dict)
+    plan_known: bool = False  # expected_sft comes from the study's params (else only from the results found)
 
     @property
     def short_arm(self) -> str | None:
@@ -188,7 +189,8 @@ def spec_from(results: pd.DataFrame, study=None, sizes: list[str] | None = None,
     return ReportSpec(sizes=sizes, arms=[a for a in ARM_ORDER if a in arms],
                       domains={d: bs for d, bs in domains.items() if bs}, layout=layout, expected_sft=expected,
                       probes=probes, tokens_per_step=tokens_per_step,
-                      seed_groups={g: [m for m in ms if m in sizes] for g, ms in seed_groups.items()})
+                      seed_groups={g: [m for m in ms if m in sizes] for g, ms in seed_groups.items()},
+                      plan_known=study is not None)
 
 
 def _domain_of(benchmark: str, results: pd.DataFrame) -> str:
@@ -228,7 +230,7 @@ def _describe(arm: str, size: str, model_domain: str) -> str:
 def _cell_table(final, spec: ReportSpec, columns: dict[str, list[str]], model_domain_of, arms) -> tuple:
     """Rows (size, arm), columns (column, metric): mean of `metric` over the column's benchmarks, NaN if any
     benchmark is missing. `model_domain_of(column_domain)` picks which SFT model fills a column."""
-    data, notes = {}, {}  # model description → benchmarks it lacks
+    data, notes, unplanned = {}, {}, set()  # model description → benchmarks it lacks; runs the study never had
     for size in spec.sizes:
         for arm in arms:
             row = {}
@@ -238,7 +240,9 @@ def _cell_table(final, spec: ReportSpec, columns: dict[str, list[str]], model_do
                 absent = [b for b in benches if b not in rows.index]
                 for metric in METRICS:
                     row[(col, metric)] = np.nan if absent else float(rows.loc[benches, metric].mean())
-                if absent:
+                if absent and spec.plan_known and arm != "Base" and (arm, size, model_domain) not in spec.expected_sft:
+                    unplanned.add((arm, size, model_domain))  # by design (e.g. short-Pre with one seed): no note
+                elif absent:
                     notes.setdefault(_describe(arm, size, model_domain), []).extend(absent)
             data[(size, arm)] = row
     if not data or not columns:
@@ -246,7 +250,11 @@ def _cell_table(final, spec: ReportSpec, columns: dict[str, list[str]], model_do
     table = pd.DataFrame.from_dict(data, orient="index")
     table.index = pd.MultiIndex.from_tuples(table.index, names=["size", "arm"])
     table.columns = pd.MultiIndex.from_tuples(table.columns, names=["benchmark", "metric"])
-    return table, [f"missing: {model} on {', '.join(dict.fromkeys(benches))}" for model, benches in notes.items()]
+    missing = [f"missing: {model} on {', '.join(dict.fromkeys(benches))}" for model, benches in notes.items()]
+    if unplanned:
+        missing.append(f"— also marks {len(unplanned)} arm × size × domain combinations the study's params do not "
+                       "run (not missing runs)")
+    return table, missing
 
 
 def _columns_for(spec: ReportSpec, which: str, domain: str | None = None) -> dict[str, list[str]]:
