@@ -916,3 +916,29 @@ def test_unprivileged_launcher_from_a_private_clone(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert denied.returncode != 0 and "Permission" in denied.stderr  # the situation of issue 15
     assert_unprivileged_guarantees(run_unprivileged_check(private / "clone" / "lib"))
+
+
+def test_wipe_empties_the_scratch_but_not_a_mount_inside_it(tmp_path, monkeypatch):
+    # A project under /tmp has its interpreter bound read-only into the sandbox's /tmp scratch: wiping the
+    # scratch after each job must not walk into that mount (a venv's ~90k files made every code job seconds long).
+    from posttrain.grading import sandbox_supervisor as supervisor
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "left.txt").write_text("x")
+    (tmp_path / "left.txt").write_text("y")
+    mount = tmp_path / "venv"
+    (mount / "lib").mkdir(parents=True)
+    (mount / "lib" / "site.py").write_text("z")
+    real_lstat, walked = os.lstat, []
+
+    def lstat(path, *args, **kwargs):
+        st = real_lstat(path, *args, **kwargs)
+        walked.append(str(path))
+        if str(path).startswith(str(mount)):  # another filesystem, as a bind mount is
+            return os.stat_result((st.st_mode, st.st_ino, st.st_dev + 1) + tuple(st)[3:10])
+        return st
+
+    monkeypatch.setattr(supervisor.os, "lstat", lstat)
+    supervisor.wipe(str(tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == ["venv"]
+    assert (mount / "lib" / "site.py").read_text() == "z"
+    assert not any(w.startswith(str(mount / "lib")) for w in walked)
