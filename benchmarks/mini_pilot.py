@@ -43,7 +43,7 @@ def pilot_spec(seed: int, examples: int, numbers: str = "standard", drills: floa
 
 
 @torch.no_grad()
-def greedy_accuracy(model, tokenizer, problems, max_new_tokens: int = 96, batch: int = 40,
+def decode_accuracy(model, tokenizer, problems, max_new_tokens: int = 96, batch: int = 40,
                     samples: int = 0, temperature: float = 0.6) -> tuple[float, str]:
     """Greedy accuracy, or (samples > 0) the mean accuracy of that many samples per problem at `temperature`,
     top-p 0.95 — the study's pass@1 protocol, which the greedy pilots overstated (docs/miniature.md §12)."""
@@ -167,10 +167,10 @@ def main() -> None:
 
     def run_eval(m, step):
         t = time.perf_counter()
-        acc, sample = greedy_accuracy(m, tokenizer, test)
-        probe_acc, _ = greedy_accuracy(m, tokenizer, probe)
+        acc, sample = decode_accuracy(m, tokenizer, test)
+        probe_acc, _ = decode_accuracy(m, tokenizer, probe)
         if args.samples:
-            sampled, groups = greedy_accuracy(m, tokenizer, test, batch=max(1, 40 // args.samples),
+            sampled, groups = decode_accuracy(m, tokenizer, test, batch=max(1, 40 // args.samples),
                                               samples=args.samples)
             print(f"step={step}/{steps} math_test sampled pass@1={sampled:.3f} (n={len(test)} x {args.samples}, "
                   f"T=0.6) {groups.split(']')[0]}]", flush=True)

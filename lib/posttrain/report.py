@@ -312,6 +312,35 @@ def _table_benchmarks(spec: ReportSpec, name: str) -> list[str]:
     return [b for bs in _columns_for(spec, "headline").values() for b in bs]
 
 
+# ---------------------------------------------------------------------------------------------- seed groups
+
+
+def _pooled_label(group: str, members: list[str]) -> str:
+    """The size label of a seed group's pooled rows ("L (4 seeds)"); `_is_pooled` recognizes it."""
+    return f"{group} ({len(members)} seeds)"
+
+
+def _is_pooled(label: str) -> bool:
+    return label.endswith(" seeds)")
+
+
+def _seed_group_arrays(final, run_dir, members: list[str], domain: str, bench: str,
+                       arms: tuple[str, ...]) -> list[list[np.ndarray]] | None:
+    """Per seed of a group, the paired per-problem arrays of `arms` (final checkpoints), for
+    metrics.bootstrap_over_seeds; None when the group has one seed or a seed lacks an arm or its records (e.g.
+    short-Pre ran with one seed): then there is no pooled case."""
+    if len(members) < 2:
+        return None
+    groups = []
+    for m in members:
+        rows = [_model_row(final, arm, m, domain, bench) for arm in arms]
+        arrays = None if any(r is None for r in rows) else paired_arrays(rows, run_dir)
+        if arrays is None:
+            return None
+        groups.append(arrays)
+    return groups
+
+
 # ---------------------------------------------------------------------------------------------- gap closure
 
 
@@ -382,15 +411,13 @@ def gap_closure(results: pd.DataFrame, spec: ReportSpec, run_dir: str | Path, n_
     for group, members in spec.seed_groups.items():
         for domain, benches in spec.domains.items():
             for bench in benches:
-                picked = [[_model_row(final, arm, m, domain, bench) for arm in ("0%-Pre", short_arm, "100%-Pre")]
-                          for m in members]
-                arrays = [None if any(r is None for r in p) else paired_arrays(p, run_dir) for p in picked]
-                if len(members) < 2 or any(a is None for a in arrays):
-                    continue  # a seed lacks an arm (e.g. short-Pre ran with one seed): no pooled case
+                arrays = _seed_group_arrays(final, run_dir, members, domain, bench, ("0%-Pre", short_arm, "100%-Pre"))
+                if arrays is None:
+                    continue
                 stats = joint_bootstrap_gap_over_seeds(arrays, n_boot=n_boot, seed=seed)
                 stats.pop("defined")
                 stats["note"] = stats.pop("reason")
-                rows.append({"size": f"{group} ({len(members)} seeds)", "domain": domain, "benchmark": bench,
+                rows.append({"size": _pooled_label(group, members), "domain": domain, "benchmark": bench,
                              "short_arm": short_arm, "group": group, **stats})
     return pd.DataFrame(rows).reindex(columns=GAP_COLUMNS), notes
 
@@ -464,36 +491,30 @@ def _pooled_scale_rows(results, spec: ReportSpec, run_dir, n_boot: int, seed: in
     each step all seeds were evaluated at, and the paired gap, with CIs over seeds and problems."""
     out = []
     for group, members in spec.seed_groups.items():
-        label = f"{group} ({len(members)} seeds)"
+        label = _pooled_label(group, members)
         for domain, benches in spec.domains.items():
             for bench in benches[:1] + (spec.probes if domain == "math" else []):
-                per_seed = {m: _arm_checkpoints(results, m, domain, bench)[0] for m in members}
-                for arm in ARM_ORDER:
-                    if arm == "Base":
-                        continue
-                    runs = {m: rows[rows["arm"] == arm] for m, rows in per_seed.items()}
-                    steps = sorted(set.intersection(*(set(r["step"]) for r in runs.values())))
-                    for step in steps:
-                        picked = [runs[m][runs[m]["step"] == step].iloc[0] for m in members]
+                per_seed = [_arm_checkpoints(results, m, domain, bench) for m in members]
+                at = per_seed[0][4]
+                base = {"size": label, "domain": domain, "benchmark": bench}
+                for arm in [a for a in ARM_ORDER if a != "Base"]:
+                    runs = [rows[rows["arm"] == arm] for rows, *_ in per_seed]
+                    for step in sorted(set.intersection(*(set(r["step"]) for r in runs))):
+                        picked = [at(r, step) for r in runs]
                         arrays = [paired_arrays([r], run_dir) for r in picked]
                         if any(a is None for a in arrays):
                             continue
                         value, lo, hi = bootstrap_over_seeds(arrays, np.mean, n_boot=n_boot, seed=seed)
-                        out.append({"size": label, "domain": domain, "benchmark": bench, "arm": arm,
-                                    "step": int(step), "sft_tokens": _sft_tokens(picked[0], spec), "pass@1": value,
-                                    "pass@1_lo": lo, "pass@1_hi": hi})
-                zero = {m: rows[rows["arm"] == "0%-Pre"] for m, rows in per_seed.items()}
-                full = {m: rows[rows["arm"] == "100%-Pre"] for m, rows in per_seed.items()}
-                steps = sorted(set.intersection(*(set(zero[m]["step"]) & set(full[m]["step"]) for m in members)))
-                for step in steps:
-                    pairs = [[full[m][full[m]["step"] == step].iloc[0], zero[m][zero[m]["step"] == step].iloc[0]]
-                             for m in members]
+                        out.append({**base, "arm": arm, "step": int(step), "sft_tokens": _sft_tokens(picked[0], spec),
+                                    "pass@1": value, "pass@1_lo": lo, "pass@1_hi": hi})
+                for step in sorted(set.intersection(*(set(steps) for _, _, _, steps, _ in per_seed))):
+                    pairs = [[at(full, step), at(zero, step)] for _, zero, full, _, _ in per_seed]
                     arrays = [paired_arrays(p, run_dir) for p in pairs]
                     if any(a is None for a in arrays):
                         continue
                     gap = bootstrap_over_seeds(arrays, _difference_stat, n_boot=n_boot, seed=seed)
-                    out.append({"size": label, "domain": domain, "benchmark": bench, "arm": "100%-Pre − 0%-Pre",
-                                "step": int(step), "sft_tokens": _sft_tokens(pairs[0][0], spec),
+                    out.append({**base, "arm": "100%-Pre − 0%-Pre", "step": int(step),
+                                "sft_tokens": _sft_tokens(pairs[0][0], spec),
                                 **dict(zip(("gap", "gap_lo", "gap_hi"), (100 * g for g in gap))),
                                 "problems": sum(len(a[0]) for a in arrays)})
     return out
@@ -595,7 +616,7 @@ def plot_sft_scale(scale: pd.DataFrame, figures_dir: Path) -> list[Path]:
             axes[0][0].set_ylabel("pass@1 (%)")
             axes[1][0].set_ylabel("100%-Pre − 0%-Pre\n(points, paired 95% CI)")
             axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-            pooled = "seeds)" in size
+            pooled = _is_pooled(size)
             fig.suptitle(f"{domain}-SFT, size {size}: scores against SFT scale (95% CI"
                          + (" over training seeds and problems)" if pooled else ")"))
             fig.tight_layout()
@@ -673,10 +694,8 @@ def _difference_cases(ctx, arm_a: str, arm_b: str) -> list[dict]:
     for group, members in spec.seed_groups.items():
         for domain, benches in spec.domains.items():
             for bench in benches:
-                rows = [(_model_row(final, arm_a, m, domain, bench), _model_row(final, arm_b, m, domain, bench))
-                        for m in members]
-                arrays = [None if any(r is None for r in pair) else paired_arrays(list(pair), run_dir) for pair in rows]
-                if len(members) < 2 or any(a is None for a in arrays):
+                arrays = _seed_group_arrays(final, run_dir, members, domain, bench, (arm_a, arm_b))
+                if arrays is None:
                     continue
                 value, lo, hi = bootstrap_over_seeds(arrays, _difference_stat, *ctx["boot"])
                 cases.append({"case": f"{bench} ({group}, {len(members)} seeds)", "value": 100 * value,
@@ -1226,7 +1245,7 @@ def write_report(study=None, *, run_dir: str | Path | None = None, results_csv: 
 def _main_scale_figure(figures: list[Path], run_dir: Path) -> str | None:
     """The math SFT-scale figure the index page shows: a seed group's pooled one where the study has one."""
     scale = [p for p in figures if p.name.startswith("sft_scale_math") and p.suffix == ".png"]
-    pooled = [p for p in scale if p.stem.endswith("_seeds")]
+    pooled = [p for p in scale if p.stem.endswith("_seeds")]  # _file_stem of a _pooled_label
     return _relative((pooled or scale)[0], run_dir) if scale else None
 
 
