@@ -1,6 +1,8 @@
 """Run the study chain headlessly: the miniature's set-up, then the five notebooks in order, with one params file.
 
     python -m posttrain.pipeline params/mini.yaml [--run-dir DIR] [--force] [--only 03_evaluate 04_report]
+    python -m posttrain.pipeline params/mini.yaml --submit slurm [--cluster FILE] [--wait] [--dry-run]   # a cluster
+    python -m posttrain.pipeline params/mini.yaml --status                  # each stage's jobs: done / running / ...
 
 Stages: `mini_setup` (studies with a `setup` section: posttrain.mini.build writes the generated data, tokenizer and
 tiny config every later stage reads) and the notebooks, run through papermill. The set-up is a plain function, not a
@@ -9,7 +11,10 @@ gets `params_path` and `run_dir`; executed copies land in `<run_dir>/notebooks/`
 with an index page (posttrain.export). A stage whose outputs exist for the same params hash is skipped (stages also
 skip their own finished work inside, at a finer grain); `--force` reruns the notebooks (the set-up rebuilds only
 when its params or code change). A failure names the notebook and the cell, keeps the partly executed notebook and
-everything finished before it, and exits non-zero.
+everything finished before it, and exits non-zero. Bad input (a params typo, invalid YAML, a missing file) is one
+message and exit code 2 (`--debug` shows the traceback). Stopping the chain (Ctrl-C, SIGTERM) stops every process it
+started (kernels, training and generation workers); a rerun resumes where it stopped.
+`--submit slurm` sends the same stages to SLURM as a job graph instead (posttrain.cluster).
 """
 from __future__ import annotations
 
@@ -17,11 +22,15 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
+import traceback
 from pathlib import Path
 
-from .params import REPO_ROOT, StudyParams, dump_params, load_study, params_hash, repo_relative, resolve_repo_path
+from .params import (REPO_ROOT, ParamsError, StudyParams, dump_params, load_study, params_hash, repo_relative,
+                     resolve_repo_path)
 
 SETUP_STAGE = "mini_setup"
 NOTEBOOK_STAGES = ["00_explore_data", "01_pretrain", "02_sft", "03_evaluate", "04_report"]
@@ -53,7 +62,8 @@ def run_stage(stage: str, params_path: Path, run_dir: Path, force: bool, kernel:
             # repo-relative (the kernel runs in the repo root): the injected cell is part of the shared report
             parameters={"params_path": str(repo_relative(params_path)), "run_dir": str(repo_relative(run_dir)),
                         "force": force},
-            kernel_name=kernel, cwd=str(REPO_ROOT), progress_bar=False, log_output=False)
+            kernel_name=kernel, cwd=str(REPO_ROOT), progress_bar=False, log_output=False,
+            kernel_manager_class=_quiet_kernel_manager())
     except pm.PapermillExecutionError as e:
         raise StageFailed(f"stage {stage} failed in cell {e.cell_index} (execution count {e.exec_count}): "
                           f"{e.ename}: {e.evalue}\n  partly executed notebook kept at {out}") from None
@@ -62,6 +72,62 @@ def run_stage(stage: str, params_path: Path, run_dir: Path, force: bool, kernel:
 
 class StageFailed(RuntimeError):
     pass
+
+
+# ipykernel logs this once per kernel start; papermill's kernels listen on localhost only, so it says nothing here.
+KERNEL_NOISE = ("Kernel is running over TCP without encryption",)
+
+
+def _forward_filtered(read_fd: int, dest, noise: tuple[str, ...]) -> None:
+    """Copy lines from read_fd to `dest` until EOF, leaving out those containing any of `noise`."""
+    with os.fdopen(read_fd, "r", errors="replace") as source:
+        for line in source:
+            if not any(n in line for n in noise):
+                dest.write(line)
+                dest.flush()
+
+
+def _quiet_kernel_manager():
+    """A kernel manager whose kernels write stderr through a filter dropping KERNEL_NOISE (everything else,
+    tracebacks included, passes through to this process's stderr)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            read_fd, write_fd = os.pipe()
+            threading.Thread(target=_forward_filtered, args=(read_fd, sys.stderr, KERNEL_NOISE), daemon=True).start()
+            try:
+                return await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": write_fd})
+            finally:
+                os.close(write_fd)  # the kernel holds its copy; EOF reaches the thread when the kernel exits
+
+    return QuietKernelManager
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM, raised where the chain waits so that it unwinds like Ctrl-C."""
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(f"signal {signum}")
+
+
+def stop_descendants(grace_s: float = 10.0) -> list[int]:
+    """SIGTERM every process started below this one (kernels, training workers in their own sessions, generation
+    workers), then SIGKILL those still alive after `grace_s`; returns their pids. The tree is read before any
+    signal, so processes orphaned by the first deaths are still found."""
+    import psutil  # a dependency of accelerate
+
+    procs = psutil.Process().children(recursive=True)
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return [p.pid for p in procs]
 
 
 def run_setup_stage(study: StudyParams) -> float | None:
@@ -157,12 +223,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernel", default="python3",
                     help="Jupyter kernel (default python3: the interpreter running this command)")
     ap.add_argument("--no-export", action="store_true", help="skip the HTML export")
+    ap.add_argument("--submit", choices=["slurm"], help="submit the study to SLURM as a job graph (posttrain.cluster)")
+    ap.add_argument("--cluster", default="configs/slurm/generic_gpu.yaml",
+                    help="with --submit: the cluster file (configs/slurm/*.yaml)")
+    ap.add_argument("--wait", action="store_true", help="with --submit: block until the graph ends")
+    ap.add_argument("--dry-run", action="store_true", help="with --submit: write the sbatch scripts, submit nothing")
+    ap.add_argument("--status", action="store_true", help="list each stage and job as done/running/pending/failed")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
     args = ap.parse_args(argv)
+    if (args.wait or args.dry_run) and not args.submit:
+        ap.error("--wait and --dry-run go with --submit slurm")
+    for name in args.only or []:
+        if name not in STAGES:
+            ap.error(f"--only: unknown stage {name!r}; stages are {STAGES}")
+    previous = signal.signal(signal.SIGTERM, _raise_stopped)
     try:
+        if args.submit or args.status:
+            from . import cluster  # deferred: the local chain does not need it
+            if args.status:
+                return cluster.print_status(args.params, args.run_dir)
+            return cluster.submit_study(args.params, args.run_dir, args.cluster, wait=args.wait,
+                                        dry_run=args.dry_run, force=args.force)
         run_pipeline(args.params, args.run_dir, args.force, args.only, args.kernel, export=not args.no_export)
+    except (ParamsError, FileNotFoundError) as e:  # bad input: one message, no traceback
+        if args.debug:
+            traceback.print_exc()
+        print(f"[pipeline] {e}", file=sys.stderr)
+        return 2
     except StageFailed as e:
         print(f"[pipeline] {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as e:
+        stopped = stop_descendants()
+        why = "SIGTERM" if isinstance(e, Stopped) else "interrupted"
+        print(f"[pipeline] {why}: stopped {len(stopped)} process(es) it had started; rerun the same command to "
+              "resume", file=sys.stderr)
+        return 130 if not isinstance(e, Stopped) else 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
