@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["pass_at_k", "per_problem_pass_at_k", "score_problems", "bootstrap_ci", "bootstrap_stat",
-           "bootstrap_ratio_ci"]
+           "bootstrap_ratio_ci", "bootstrap_over_seeds", "joint_bootstrap_gap", "joint_bootstrap_gap_over_seeds"]
 
 
 def _as_int(name: str, value: Any) -> int:
@@ -242,4 +242,51 @@ def score_problems(results: Sequence[Any], ks: Sequence[int] = (1, 5), n_boot: i
         out[f"pass@{k}_lo"] = lo
         out[f"pass@{k}_hi"] = hi
     out["num_problems"] = len(counts)
+    return out
+
+
+# Paired arm statistics on per-problem pass@1 arrays aligned on the same problems (the report's differences and gap
+# closure of the short pre-training).
+
+
+def gap_closure_stat(zero, short, full):
+    return (short.mean() - zero.mean()) / (full.mean() - zero.mean())
+
+
+def difference_stat(a, b):
+    return a.mean() - b.mean()
+
+
+def joint_bootstrap_gap(zero: np.ndarray, short: np.ndarray, full: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                        alpha: float = 0.05) -> dict:
+    """Gap closure (short − zero) / (full − zero) of per-problem pass@1 arrays aligned on the same problems, with
+    percentile CIs from resampling problems jointly (metrics.bootstrap_stat). Defined only where the gap
+    full − zero is positive with its CI above 0; otherwise gap_closure is NaN and `reason` says why."""
+    zero, short, full = (np.asarray(a, float) for a in (zero, short, full))
+    if not (len(zero) == len(short) == len(full)) or len(zero) == 0:
+        raise ValueError(f"joint_bootstrap_gap: need equal non-empty arrays, got {len(zero)}, {len(short)}, "
+                         f"{len(full)}")
+    return _gap_stats([[zero, short, full]], lambda groups, stat: bootstrap_stat(
+        groups[0], stat, n_boot=n_boot, seed=seed, alpha=alpha))
+
+
+def joint_bootstrap_gap_over_seeds(groups: list[list[np.ndarray]], n_boot: int = 1000, seed: int = 0,
+                                   alpha: float = 0.05) -> dict:
+    """joint_bootstrap_gap pooled over training seeds: `groups` holds one [zero, short, full] per seed, the CIs
+    resample seeds and then problems within each (metrics.bootstrap_over_seeds)."""
+    groups = [[np.asarray(a, float) for a in g] for g in groups]
+    return _gap_stats(groups, lambda gs, stat: bootstrap_over_seeds(gs, stat, n_boot=n_boot, seed=seed, alpha=alpha))
+
+
+def _gap_stats(groups: list[list[np.ndarray]], boot) -> dict:
+    zero, short, full = (np.concatenate([g[i] for g in groups]) for i in range(3))
+    denom, d_lo, d_hi = boot([[g[2], g[0]] for g in groups], difference_stat)
+    out = {"zero": zero.mean(), "short": short.mean(), "full": full.mean(), "denominator": denom,
+           "denominator_lo": d_lo, "denominator_hi": d_hi, "gap_closure": np.nan, "gap_lo": np.nan,
+           "gap_hi": np.nan, "defined": bool(denom > 0 and d_lo > 0), "reason": ""}
+    if out["defined"]:
+        out["gap_closure"], out["gap_lo"], out["gap_hi"] = boot(groups, gap_closure_stat)
+    else:
+        out["reason"] = (f"undefined: 100%-Pre − 0%-Pre = {100 * denom:.1f} points, 95% CI [{100 * d_lo:.1f}, "
+                         f"{100 * d_hi:.1f}], is not above 0: there is no gap to close")
     return out

@@ -261,6 +261,14 @@ class ExploreParams(Strict):
     reference_overlap: bool = True  # also MATH-500/AIME vs GSM8K train from ../shared/data, where present
 
 
+class GateParams(Strict):
+    """The miniature's gate thresholds (posttrain.mini.gates; docs/miniature.md §8), as fractions of pass@1."""
+    learning_floor: float = Field(0.30, ge=0, le=1)  # 0%-Pre's last in-domain math checkpoint at least this
+    off_the_ceiling: float = Field(0.95, ge=0, le=1)  # 100%-Pre's first checkpoint at most this
+    instruments: float = Field(0.05, ge=0, le=1)  # Base (never saw the chat format) at most this
+    storage: float = Field(0.80, ge=0, le=1)  # Base's fill-in recall of the world's facts at least this
+
+
 class ReportParams(Strict):
     sizes: list[str] | None = None  # row order; None = as found
     examples_per_arm: int = Field(2, ge=0)
@@ -269,6 +277,7 @@ class ReportParams(Strict):
     # are then decided on a pooled case per group, whose CI resamples seeds and problems within each seed
     # (metrics.bootstrap_over_seeds); the single-seed cases are shown but no longer decide.
     seed_groups: dict[str, list[str]] = {}
+    gates: GateParams = GateParams()
 
     @model_validator(mode="after")
     def _check(self):
