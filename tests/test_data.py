@@ -4,6 +4,7 @@ row, the ChatML template with generation markers, dropping/counting over-long ex
 Run: .venv/bin/python -m pytest tests/test_data.py -x -q   (CPU, no network, ~10 s)
 """
 import json
+import pathlib
 
 import pytest
 
@@ -37,18 +38,36 @@ def test_open_math_reasoning_rows_use_the_dataset_prompt(tmp_path):
     assert all(r["messages"][1]["role"] == "assistant" for r in ds)
 
 
-def test_open_code_reasoning_skips_rows_without_question(tmp_path, tok):
-    rows = [{"question": "Print 1.", "r1_generation": "<think>x</think>\n```python\nprint(1)\n```",
-             "solution": "print(1)", "dataset": "taco", "split": "train", "index": "1"},
+def test_open_code_reasoning_joins_questions_and_skips_rows_it_cannot_join(tmp_path, tok):
+    import datasets
+    from fixtures.hub_schemas import taco_row
+    datasets.Dataset.from_list([taco_row(0)]).to_parquet(str(tmp_path / "train-00000-of-00001.parquet"))
+    rows = [{"question": "-", "r1_generation": "<think>x</think>\n```cpp\nint main(){}\n```", "solution": "",
+             "dataset": "taco", "split": "train", "index": "0"},
             {"question": "-", "r1_generation": "<think>y</think>", "solution": "", "dataset": "taco",
              "split": "train", "index": "2"}]
     data = DataParams(source="open_code_reasoning_2", path=write_jsonl(tmp_path / "ocr.jsonl", rows),
-                      languages=["cpp"])
+                      languages=["cpp"], join_sources={"taco": str(tmp_path / "{split}-*.parquet")})
     ds = load_sft_messages(data)
     kept = [r for r in ds if not r["skip"]]
     assert len(kept) == 1 and "Please use C++ programming language only." in kept[0]["messages"][0]["content"]
+    assert taco_row(0)["question"] in kept[0]["messages"][0]["content"]
     out, counter = tokenize_sft(ds, tok, max_length=4096)
     assert len(out) == 1 and counter.as_dict()["skipped_missing_question"] == 1
+
+
+def test_dclm_zstd_shards_read_from_their_folders(tmp_path, tok):
+    """DCLM-Baseline ships .jsonl.zstd shards two folders deep; .jsonl.zst is the other spelling."""
+    from fixtures.hub_schemas import write_dclm_fixture
+    texts = [f"document number {i} " * (i + 1) for i in range(7)]
+    root = write_dclm_fixture(tmp_path, texts)
+    ds = load_pretrain_text(DataParams(source="dclm", path=root, streaming=False))
+    assert sorted(ds["text"]) == sorted(texts)
+    zst = tmp_path / "one.jsonl.zst"
+    (pathlib.Path(root) / "global-shard_01_of_10/local-shard_0_of_10/shard_00000000_processed.jsonl.zstd").rename(zst)
+    assert len(load_pretrain_text(DataParams(source="dclm", path=str(zst)))) == 4
+    out = tokenize_pretrain(ds, tok)
+    assert out[0]["input_ids"][-1] == tok.eos_token_id
 
 
 def test_malformed_rows_raise_naming_the_row(tmp_path):

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import glob
 import logging
+from collections import Counter
 from pathlib import Path
 
 import datasets
 from datasets import Dataset, IterableDataset
 
+from posttrain.ocr_join import join_questions
 from posttrain.params import DataParams
 from posttrain.prompts import code_sft_messages, math_sft_messages
 
@@ -24,8 +26,8 @@ HUB_IDS = {"open_math_reasoning": "nvidia/OpenMathReasoning", "open_code_reasoni
 DEFAULT_SPLITS = {"open_math_reasoning": "cot", "dclm": "train", "messages_jsonl": "train", "text_jsonl": "train"}
 SFT_SOURCES = {"open_math_reasoning", "open_code_reasoning_2", "messages_jsonl"}
 PRETRAIN_SOURCES = {"dclm", "text_jsonl"}
-# OpenCodeReasoning-II leaves `question` as "-" for rows whose problem text must be joined from the source dataset
-# (dataset/split/index columns); we do not join, we skip those rows and count them.
+# OpenCodeReasoning-II leaves `question` as "-": its text is joined from the source dataset (posttrain.ocr_join); a
+# row whose text could not be found keeps the placeholder and is skipped, counted.
 OCR_MISSING_QUESTION = {"", "-"}
 SHUFFLE_BUFFER = 10_000
 ROLES = {"system", "user", "assistant"}
@@ -64,27 +66,40 @@ def ensure_chat_template(tokenizer, set_eos: bool = True):
 # ------------------------------------------------------------------------------------------------ raw loading
 
 
-def _local_files(path: str) -> list[str]:
+# Local data files by ending → the `datasets` builder that reads them. DCLM ships as .jsonl.zstd, read through the
+# `zstandard` package; the hub datasets' own parquet shards can be given as they were downloaded.
+LOCAL_FORMATS = {".jsonl": "json", ".jsonl.zst": "json", ".jsonl.zstd": "json", ".parquet": "parquet"}
+
+
+def local_files(path: str, field: str = "data.path") -> tuple[str, list[str]]:
+    """A file, a glob, or a directory (searched recursively: DCLM nests its shards two folders deep) →
+    (builder, sorted files). One format per dataset."""
     p = Path(path)
-    files = sorted(glob.glob(str(p / "*.jsonl"))) if p.is_dir() else sorted(glob.glob(path))
+    candidates = sorted(str(f) for f in p.rglob("*") if f.is_file()) if p.is_dir() else sorted(glob.glob(path))
+    files = [f for f in candidates if any(f.endswith(end) for end in LOCAL_FORMATS)]
     if not files:
-        raise FileNotFoundError(f"data.path: no JSONL file matches {path}")
-    return files
+        raise FileNotFoundError(f"{field}: no data file ({', '.join(LOCAL_FORMATS)}) matches {path}")
+    builders = {LOCAL_FORMATS[next(e for e in LOCAL_FORMATS if f.endswith(e))] for f in files}
+    if len(builders) > 1:
+        raise ValueError(f"{field}: {path} mixes JSONL and parquet files; give one format per dataset")
+    return builders.pop(), files
 
 
 def is_local(data: DataParams) -> bool:
     return data.path is not None and (Path(data.path).exists() or bool(glob.glob(data.path)))
 
 
-def _load_raw(data: DataParams, split: str | None = None) -> Dataset | IterableDataset:
+def _load_raw(data: DataParams, split: str | None = None, streaming: bool | None = None) -> Dataset | IterableDataset:
     """Hub datasets stream (when data.streaming); local files load map-style for a reproducible order."""
     split = split or data.split or DEFAULT_SPLITS.get(data.source, "train")
     if is_local(data):
-        return datasets.load_dataset("json", data_files=_local_files(data.path), split="train")
+        builder, files = local_files(data.path)
+        return datasets.load_dataset(builder, data_files=files, split="train")
     if data.source in ("messages_jsonl", "text_jsonl"):
         raise FileNotFoundError(f"data.path: {data.path!r} does not exist (source {data.source!r} reads local files)")
     hub_id = data.path or HUB_IDS[data.source]
-    return datasets.load_dataset(hub_id, data.subset, split=split, streaming=data.streaming)
+    return datasets.load_dataset(hub_id, data.subset, split=split, revision=data.revision,
+                                 streaming=data.streaming if streaming is None else streaming)
 
 
 def _limit_and_shuffle(ds: Dataset | IterableDataset, data: DataParams) -> Dataset | IterableDataset:
@@ -138,16 +153,33 @@ def load_sft_messages(data: DataParams) -> Dataset | IterableDataset:
     """An SFT dataset with a `messages` column (plus `skip`: rows dropped later, with a count).
 
     OpenCodeReasoning-II on the hub has one split per language (data.languages, default python and cpp); a local file
-    in its schema is one pass, with the language from a `language` column if present, else data.languages[0]."""
+    in its schema is one pass, with the language from a `language` column if present, else data.languages[0].
+    Map-style OCR-II rows get their problem texts joined from the sources (posttrain.ocr_join); streamed ones
+    cannot be joined and are skipped (counted): prepare them (posttrain.prepare)."""
+    return load_sft_rows(data)[0]
+
+
+def load_sft_rows(data: DataParams, num_proc: int | None = None,
+                  streaming: bool | None = None) -> tuple[Dataset | IterableDataset, dict]:
+    """load_sft_messages with `num_proc` processes and the hub's `streaming` overridden → (dataset, OCR-II join
+    counts by status, {} for other sources)."""
     if data.source not in SFT_SOURCES:
         raise ValueError(f"data.source {data.source!r} is not an SFT source ({sorted(SFT_SOURCES)})")
     languages = data.languages or ["python", "cpp"]
     splits = languages if data.source == "open_code_reasoning_2" and not is_local(data) else [None]
-    parts = []
+    parts, join_counts = [], Counter()
     for split in splits:
-        ds = _load_raw(data, split=split)
+        ds = _load_raw(data, split=split, streaming=streaming)
+        if data.source == "open_code_reasoning_2" and isinstance(ds, Dataset):
+            ds, counts = join_questions(ds, data.join_sources, num_proc)
+            join_counts.update(counts["by_status"])
+            ds = ds.remove_columns("join_status")
+        elif data.source == "open_code_reasoning_2":
+            log.warning("OpenCodeReasoning-II streamed: its questions cannot be joined, rows with question '-' are "
+                        "skipped; prepare the data first (python -m posttrain.prepare)")
         language = split or (languages[0] if data.source == "open_code_reasoning_2" else None)
-        ds = ds.map(_to_messages(data.source, language), with_indices=True, remove_columns=ds.column_names)
+        kwargs = {"num_proc": num_proc} if isinstance(ds, Dataset) else {}
+        ds = ds.map(_to_messages(data.source, language), with_indices=True, remove_columns=ds.column_names, **kwargs)
         parts.append(ds)
     if len(parts) == 1:
         ds = parts[0]
@@ -155,19 +187,22 @@ def load_sft_messages(data: DataParams) -> Dataset | IterableDataset:
         ds = datasets.interleave_datasets(parts, seed=data.seed, stopping_strategy="all_exhausted")
     else:
         ds = datasets.concatenate_datasets(parts)
-    return _limit_and_shuffle(ds, data)
+    return _limit_and_shuffle(ds, data), dict(join_counts)
 
 
-def load_pretrain_text(data: DataParams) -> Dataset | IterableDataset:
-    """A pre-training dataset with a single `text` column (DCLM on the hub, or local JSONL with a `text` field)."""
+def load_pretrain_text(data: DataParams, num_proc: int | None = None,
+                       streaming: bool | None = None) -> Dataset | IterableDataset:
+    """A pre-training dataset with a single `text` column (DCLM on the hub, or local files with a `text` field:
+    JSONL, .jsonl.zst / .jsonl.zstd as DCLM ships, parquet). num_proc, streaming: as in load_sft_rows."""
     if data.source not in PRETRAIN_SOURCES:
         raise ValueError(f"data.source {data.source!r} is not a pre-training source ({sorted(PRETRAIN_SOURCES)})")
-    ds = _load_raw(data)
+    ds = _load_raw(data, streaming=streaming)
 
     def convert(row: dict, idx: int) -> dict:
         text = _require_str(row, "text", f"{data.source} row {idx}")
         return {"text": text}
-    ds = ds.map(convert, with_indices=True, remove_columns=ds.column_names)
+    kwargs = {"num_proc": num_proc} if isinstance(ds, Dataset) else {}
+    ds = ds.map(convert, with_indices=True, remove_columns=ds.column_names, **kwargs)
     return _limit_and_shuffle(ds, data)
 
 
@@ -208,19 +243,21 @@ def _tokenize_chat(tokenizer, assistant_only_loss: bool):
     return tokenize
 
 
-def tokenize_sft(ds: Dataset | IterableDataset, tokenizer, max_length: int, assistant_only_loss: bool = True):
+def tokenize_sft(ds: Dataset | IterableDataset, tokenizer, max_length: int, assistant_only_loss: bool = True,
+                 num_proc: int | None = None):
     """Tokenize `messages` with the tokenizer's chat template → input_ids/labels; drop examples longer than
     max_length. Returns (dataset, counter): for a map-style dataset the counts are final at return; for a streamed
-    one they grow as training reads it."""
+    one they grow as training reads it. num_proc: tokenizing processes (map-style only)."""
+    kwargs = {"num_proc": num_proc} if isinstance(ds, Dataset) else {}
     if "skip" not in (ds.column_names or ["skip"]):
-        ds = ds.map(lambda row: {"skip": False})
-    ds = ds.map(_tokenize_chat(tokenizer, assistant_only_loss), remove_columns=["messages"])
+        ds = ds.map(lambda row: {"skip": False}, **kwargs)
+    ds = ds.map(_tokenize_chat(tokenizer, assistant_only_loss), remove_columns=["messages"], **kwargs)
     counter = DropCounter(max_length)
     if isinstance(ds, Dataset):
         # Count from the columns (exact, before training) rather than through a filter callback.
         too_long = [n > max_length and not s for n, s in zip(ds["num_tokens"], ds["skip"])]
         counter.seen, counter.skipped, counter.too_long = len(ds), sum(ds["skip"]), sum(too_long)
-        ds = ds.filter(lambda row: not row["skip"] and row["num_tokens"] <= max_length)
+        ds = ds.filter(lambda row: not row["skip"] and row["num_tokens"] <= max_length, **kwargs)
     else:
         ds = ds.filter(counter.keep)
     ds = ds.remove_columns(["skip", "num_tokens"])
@@ -230,12 +267,12 @@ def tokenize_sft(ds: Dataset | IterableDataset, tokenizer, max_length: int, assi
     return ds, counter
 
 
-def tokenize_pretrain(ds: Dataset | IterableDataset, tokenizer):
+def tokenize_pretrain(ds: Dataset | IterableDataset, tokenizer, num_proc: int | None = None):
     """Tokenize `text` + eos → input_ids/labels (full-sequence loss); long documents are split by bfd_split packing,
-    not dropped."""
+    not dropped. num_proc: tokenizing processes (map-style only)."""
     eos = tokenizer.eos_token or ""
 
     def tokenize(row: dict) -> dict:
         ids = tokenizer(row["text"] + eos, add_special_tokens=False)["input_ids"]
         return {"input_ids": ids, "labels": ids}
-    return ds.map(tokenize, remove_columns=["text"])
+    return ds.map(tokenize, remove_columns=["text"], **({"num_proc": num_proc} if isinstance(ds, Dataset) else {}))

@@ -55,7 +55,9 @@ class ModelParams(Strict):
     init_seed: int = 0
     config_overrides: dict[str, Any] = {}  # e.g. rope_theta, max_position_embeddings for 32k SFT
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
-    attn_implementation: str | None = None  # None: flash_attention_2 where installed, else sdpa
+    # None: chosen by posttrain.models.select_attn_implementation (packed rows on a GPU need a document-masked
+    # kernel: flash_attention_2 from flash-attn or the `kernels` package; sdpa on CPU).
+    attn_implementation: str | None = None
     lora: LoraParams | None = None
 
     @model_validator(mode="after")
@@ -74,13 +76,21 @@ class ModelParams(Strict):
 class DataParams(Strict):
     # Which loader in posttrain.data; hub datasets stream, local files (jsonl/dir) are for tests and offline runs.
     source: Literal["open_math_reasoning", "open_code_reasoning_2", "dclm", "messages_jsonl", "text_jsonl"]
-    path: str | None = None  # hub id override or a local file/dir
+    path: str | None = None  # hub id override, or a local file / glob / dir of .jsonl, .jsonl.zst(d) or .parquet
     split: str | None = None
     subset: str | None = None
+    revision: str | None = None  # hub revision (commit, tag or branch) to pin
     languages: list[str] | None = None  # open_code_reasoning_2: ["python", "cpp"]
     streaming: bool = True
     max_examples: int | None = Field(None, gt=0)
-    seed: int = 0
+    seed: int = 0  # the order of rows (and which rows, with max_examples)
+    # open_code_reasoning_2: where its rows' problem texts come from, by its `dataset` column (taco, apps,
+    # code_contests, open-r1/codeforces): a local file pattern holding `{split}`, e.g. "/data/TACO/ALL/{split}-*.parquet";
+    # sources not named load from the hub (posttrain.ocr_join.HUB_SOURCES).
+    join_sources: dict[str, str] = {}
+    # Where `python -m posttrain.prepare` writes this run's tokenized, packed data and training reads it (map-style,
+    # resumable at any step). None: the data is tokenized in the training process (the miniature's small files).
+    prepared_dir: str | None = None
 
 
 class TrainingParams(Strict):
@@ -101,7 +111,7 @@ class TrainingParams(Strict):
     max_grad_norm: float = 1.0
     bf16: bool = True
     gradient_checkpointing: bool = True
-    use_liger: Literal["auto", "on", "off"] = "auto"
+    use_liger: Literal["auto", "on", "off"] = "off"  # off until measured with this transformers on a GPU
     packing: bool = True
     # How packed rows reach the model (docs/training.md, "Batching"). "padding_free": TRL flattens the batch into one
     # row (linear in the batch only with flash-attention varlen kernels, i.e. on GPU). "per_row": each packed row
@@ -109,11 +119,17 @@ class TrainingParams(Strict):
     # CPU/sdpa attention is then linear in the batch. Needs packing: true.
     batching: Literal["padding_free", "per_row"] = "padding_free"
     assistant_only_loss: bool = True
-    save_steps: int = Field(1000, gt=0)
+    save_steps: int = Field(1000, gt=0)  # resume checkpoints (model + optimizer state), checkpoint-N/
+    # Evaluation snapshots every this many steps and at the last step: bf16 weights + tokenizer only, under
+    # snapshots/checkpoint-N/, never pruned; evaluation then reads these instead of the resume checkpoints.
+    snapshot_steps: int | None = Field(None, gt=0)
     # Extra checkpoint steps. With a constant LR after warmup, the checkpoint at step k is the run a k-step budget
     # would have made (same init, data order and LR at every step): one run gives the SFT-scale axis.
     save_at: list[int] = []
-    save_total_limit: int | None = None
+    save_total_limit: int | None = Field(None, gt=0)  # resume checkpoints kept (the newest); snapshots are not counted
+    # Live experiment tracking through transformers' integrations: "none", or "tensorboard" (under
+    # output_dir/tensorboard), "trackio", "wandb". Loss, LR, grad norm and tokens/s; loss.jsonl is written either way.
+    report_to: Literal["none", "tensorboard", "trackio", "wandb"] = "none"
     logging_steps: int = Field(10, gt=0)
     seed: int = 0
     use_cpu: bool = False
@@ -126,6 +142,9 @@ class TrainingParams(Strict):
             raise ValueError("training.assistant_only_loss must be false for stage 'pretrain' (plain text)")
         if self.batching == "per_row" and not self.packing:
             raise ValueError("training.batching 'per_row' batches packed rows: it needs training.packing true")
+        if self.save_at and self.save_total_limit:
+            raise ValueError("training.save_at checkpoints would be pruned by training.save_total_limit; use "
+                             "training.snapshot_steps for checkpoints that are kept")
         return self
 
 
@@ -152,6 +171,9 @@ class RunParams(Strict):
     def _check(self):
         if self.training.stage == "sft" and self.domain is None:
             raise ValueError("domain is required for an SFT run ('math' or 'code')")
+        if self.training.snapshot_steps and self.model.lora is not None:
+            raise ValueError("training.snapshot_steps writes full bf16 weights; a model.lora run saves adapters "
+                             "(evaluate its checkpoint-N dirs instead)")
         return self
 
 
@@ -197,7 +219,9 @@ class EvalParams(Strict):
     engine: Literal["vllm", "hf", "auto"] = "auto"  # auto: vLLM if importable, else HF generate with a warning
     tensor_parallel_size: int = Field(1, gt=0)
     data_parallel_size: int = Field(1, gt=0)
-    max_model_len: int | None = None
+    # Context (prompt + new tokens) per engine; None = each model's max_position_embeddings. A mapping gives it per
+    # model size ({default: 34816, "3B": 32768}): vLLM refuses a max_model_len beyond a model's positions.
+    max_model_len: int | dict[str, int] | None = None
     # Engine dtype; "auto" is vLLM's choice (it runs an fp32 checkpoint in bf16). CPUs without AVX-512 BF16
     # generate 1.5-1.7x faster in float32 (benchmarks/vllm_dtype.py, docs/evaluation.md).
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
@@ -208,6 +232,12 @@ class EvalParams(Strict):
     grade_timeout_s: float = Field(6.0, gt=0)
     grade_workers: int | None = Field(None, gt=0)  # grader processes; None = the graders' default (all cores)
     prompts: dict[Domain, str] = {}  # prompt template names per domain; {} = defaults in posttrain.prompts
+
+    def context_for(self, size: str) -> int | None:
+        """max_model_len for a model of this size (its own entry, else `default`, else None)."""
+        if not isinstance(self.max_model_len, dict):
+            return self.max_model_len
+        return self.max_model_len.get(size, self.max_model_len.get("default"))
 
 
 # ---------------------------------------------------------------------------------------------- study
