@@ -34,7 +34,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PrinterCallback, ProgressCallback, TrainerCallback
 
-from posttrain.models import default_attn_implementation, tiny_qwen2_config
+from posttrain.models import select_attn_implementation, tiny_qwen2_config
+from posttrain.params import ModelParams, TrainingParams
 
 
 # ------------------------------------------------------------------------------------------------ miniature
@@ -197,7 +198,10 @@ def architecture_throughput(args) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = getattr(torch, args.dtype or ("bfloat16" if device == "cuda" else "float32"))
     cfg = tiny_qwen2_config(2048) if args.model == "tiny" else AutoConfig.from_pretrained(args.model)
-    cfg._attn_implementation = default_attn_implementation()
+    # The trainer's choice for packed rows of this length (a GPU without a document-masked kernel is refused).
+    cfg._attn_implementation = select_attn_implementation(
+        ModelParams(name_or_path=args.model, init="scratch", attn_implementation=args.attn),
+        TrainingParams(stage="pretrain", max_length=args.seq_len, assistant_only_loss=False), device == "cuda")
     model = AutoModelForCausalLM.from_config(cfg, dtype=dtype).to(device)
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -252,6 +256,7 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["bfloat16", "float32"], default=None,
                     help="architecture: default bf16 on GPU, fp32 on CPU")
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--attn", default=None, help="architecture: model.attn_implementation (default: the trainer's choice)")
     ap.add_argument("--peak-flops", type=float, default=None,
                     help="architecture: peak FLOP/s for MFU (H100 SXM dense bf16: 989e12); default 989e12 on GPU")
     args = ap.parse_args()

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Multi-node training under Slurm: one srun task per node, each running the run's launch command for its GPUs.
-#   sbatch --nodes=4 --gpus-per-node=8 scripts/slurm_train.sh params/paper/sft_math_7b_0pre.yaml [RUN_DIR]
+#   sbatch --nodes=4 --gpus-per-node=8 scripts/slurm_train.sh params/paper/sft_math_7b_0pre.yaml runs/paper
+# RUN_DIR (relative to the submission directory) is substituted for {run_dir} in the params: the paper's files put
+# every output there (params/paper/study.yaml reads runs/paper), and refuse to launch without it.
 # Submit from any directory: PARAMS_YAML is taken relative to it. The launch command comes from
 # posttrain.training.launch_command (the params' launch section: backend, num_machines, gpus_per_machine) and runs
 # the venv's own interpreter (`python -m accelerate.commands.launch`), so no activated venv is needed on the nodes;

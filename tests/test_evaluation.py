@@ -83,7 +83,7 @@ def test_plan_covers_base_checkpoints_and_cross_domain(tmp_path, tiny, data_dir)
                    sft=[_sft_run("math_0pre", "0%-Pre", "math", math_run), _sft_run("code_0pre", "0%-Pre", "code",
                                                                                        code_run)])
     got = [(j.model, j.arm, j.checkpoint, j.step, j.benchmarks) for j in plan_evaluations(study)]
-    assert got == [("base", "Base", "final", None, ["mini_math", "mini_code"]),
+    assert got == [("base", "Base", "final", 0, ["mini_math", "mini_code"]),  # no training output: step 0
                    ("math_0pre", "0%-Pre", "checkpoint-5", 5, ["mini_math"]),  # curve: in-domain only
                    ("math_0pre", "0%-Pre", "checkpoint-10", 10, ["mini_math", "mini_code"]),  # final: + cross
                    ("code_0pre", "0%-Pre", "checkpoint-7", 7, ["mini_code", "mini_math"])]
@@ -201,6 +201,7 @@ def _check_results(run_dir, table):
         assert 0 <= row["pass@1"] <= 1 and row["pass@1_lo"] <= row["pass@1"] <= row["pass@1_hi"]
         assert math.isnan(row["pass@5"])  # n = 2 < 5
         assert 0 <= row["truncation_rate"] <= 1 and row["arm"] == "Base"
+        assert row["step"] == 0  # a plain model dir (no training step): 0, never empty (the report requires a step)
     assert dict(zip(on_disk["benchmark"], on_disk["num_problems"])) == {"mini_math": 4, "mini_code": 3}
     assert list(on_disk["records"]) == ["eval/base/final/mini_math.jsonl", "eval/base/final/mini_code.jsonl"]
     assert list(on_disk["grader"]) == ["math", "code:lcb"]
@@ -249,7 +250,7 @@ def test_grade_job_passes_raw_responses_and_semantics_and_regrades_other_graders
     study = _study(tmp_path / "run", data_dir, limit=1)
     params = study.evaluate
     from posttrain.evaluation import EvalJob
-    job = EvalJob("m", "0%-Pre", "mini", "math", "final", None, "w", "t", ["mini_math", "mini_code"])
+    job = EvalJob("m", "0%-Pre", "mini", "math", "final", 0, "w", "t", ["mini_math", "mini_code"])
     ckpt = tmp_path / "ck"
     ckpt.mkdir()
     code_response = "Here:\n```python\nprint(3)\n```"

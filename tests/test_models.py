@@ -8,10 +8,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from posttrain.models import (build_model, build_tokenizer, depth_scale_bound, depth_scaled_init_, tiny_qwen2_config,
-                              train_chatml_tokenizer)
-from posttrain.params import ModelParams, RunParams
-from posttrain.runs import latest_checkpoint
+from posttrain.models import (build_model, build_tokenizer, depth_scale_bound, depth_scaled_init_,
+                              select_attn_implementation, tiny_qwen2_config, train_chatml_tokenizer)
+from posttrain.params import REPO_ROOT, ModelParams, RunParams, TrainingParams, load_run_params
+from posttrain.runs import start_checkpoint, write_done
 from transformers import AutoModelForCausalLM
 
 
@@ -78,13 +78,20 @@ def test_build_model_scratch_pretrained_checkpoint(base_dir, tmp_path):
     for step in (5, 10):
         scratch.save_pretrained(run / f"checkpoint-{step}")
         (run / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
-    (run / "checkpoint-20").mkdir()  # killed mid-save: no trainer_state.json, must be ignored
-    assert latest_checkpoint(run).name == "checkpoint-10"
-    loaded = build_model(ModelParams(name_or_path=str(base_dir), init="checkpoint", checkpoint=str(run)),
-                         dtype=torch.float32)
+    from_run = ModelParams(name_or_path=str(base_dir), init="checkpoint", checkpoint=str(run))
+    with pytest.raises(FileNotFoundError, match="has not finished .* checkpoint-10"):  # no done marker yet
+        build_model(from_run, dtype=torch.float32)
+    # The done marker names the final checkpoint by the path it was written with; a moved run still finds it.
+    write_done(run, {"name": "pre", "params_hash": "h", "global_step": 10,
+                     "final_checkpoint": "/elsewhere/run/checkpoint-10"})
+    (run / "checkpoint-20").mkdir()  # a later, incomplete dir: not what the run finished with
+    assert start_checkpoint(run) == (run / "checkpoint-10", {"init_checkpoint": str(run / "checkpoint-10"),
+                                                              "init_step": 10, "init_run": "pre", "init_params_hash": "h"})
+    loaded = build_model(from_run, dtype=torch.float32)
     assert torch.equal(loaded.model.layers[0].mlp.up_proj.weight, scratch.model.layers[0].mlp.up_proj.weight)
-    with pytest.raises(FileNotFoundError, match="no checkpoint-N"):
-        latest_checkpoint(tmp_path / "run" / "checkpoint-20")
+    assert start_checkpoint(run / "checkpoint-5")[0] == run / "checkpoint-5"  # one checkpoint named on purpose
+    with pytest.raises(FileNotFoundError, match="neither a finished training run"):
+        start_checkpoint(run / "checkpoint-20")
 
     pre = build_model(ModelParams(name_or_path=str(run / "checkpoint-5"), init="pretrained",
                                   config_overrides={"rope_theta": 500000.0}, lora={"r": 4}), dtype=torch.float32)
@@ -126,3 +133,49 @@ def test_packed_logits_equal_per_sequence_logits():
         unpacked = model(input_ids=torch.cat(seqs)[None], use_cache=False).logits[0]
     assert torch.allclose(packed, separate, atol=1e-5)
     assert not torch.allclose(unpacked[7:], separate[7:], atol=1e-3)  # the check can fail: cross-attention differs
+
+
+# ---------------------------------------------------------------------------------------------- attention
+
+
+PACKED_32K = TrainingParams(stage="sft", max_length=32768)
+FLASH_ONLY = {"flash_attention_2"}
+
+
+def test_attention_on_cpu_is_sdpa_unless_set():
+    model = ModelParams(name_or_path="m", init="scratch")
+    assert select_attn_implementation(model, PACKED_32K, gpu=False, installed=set()) == "sdpa"
+    assert select_attn_implementation(model.model_copy(update={"attn_implementation": "eager"}), PACKED_32K,
+                                      gpu=False, installed=set()) == "eager"
+
+
+def test_paper_params_refuse_a_gpu_without_a_document_masked_kernel():
+    """Every paper run packs 32k rows: on a GPU without flash-attn or `kernels` it must refuse, saying what to
+    install, instead of training with a dense 32k x 32k mask per row."""
+    for name in ("sft_math_1.5b_0pre", "sft_code_14b_0.1pre", "pretrain_7b_short"):
+        run = load_run_params(REPO_ROOT / "params" / "paper" / f"{name}.yaml", run_dir="/r")
+        with pytest.raises(ValueError, match="document-masked .*pip install kernels.*flash-attn"):
+            select_attn_implementation(run.model, run.training, gpu=True, installed=set())
+        assert select_attn_implementation(run.model, run.training, gpu=True, installed=FLASH_ONLY) == "flash_attention_2"
+
+
+@pytest.mark.parametrize("attn, training, installed, message", [
+    ("sdpa", {}, FLASH_ONLY, "dense 32768² mask"),                                # a dense mask asked for by name
+    ("flash_attention_2", {"batching": "per_row"}, FLASH_ONLY, "flattened row"),  # rows would attend to each other
+    ("flash_attention_3", {}, FLASH_ONLY, "not installed.*pip install"),
+])
+def test_attention_refusals_on_gpu(attn, training, installed, message):
+    model = ModelParams(name_or_path="m", init="scratch", attn_implementation=attn)
+    with pytest.raises(ValueError, match=message):
+        select_attn_implementation(model, PACKED_32K.model_copy(update=training), gpu=True, installed=installed)
+
+
+def test_attention_allowed_on_gpu():
+    model = ModelParams(name_or_path="m", init="scratch")
+    short = TrainingParams(stage="sft", max_length=2048)
+    explicit = lambda attn: model.model_copy(update={"attn_implementation": attn})  # noqa: E731
+    assert select_attn_implementation(explicit("sdpa"), short, gpu=True, installed=set()) == "sdpa"  # short rows
+    assert select_attn_implementation(explicit("flex_attention"), PACKED_32K.model_copy(update={"batching": "per_row"}),
+                                      gpu=True, installed=set()) == "flex_attention"
+    unpacked = PACKED_32K.model_copy(update={"packing": False})
+    assert select_attn_implementation(model, unpacked, gpu=True, installed=set()) == "sdpa"

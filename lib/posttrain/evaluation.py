@@ -17,7 +17,7 @@ from pathlib import Path
 
 from posttrain.eval_sets import COMPETITION_MATH, Problem, ProblemSet, get_spec, grading_item, load_benchmark
 from posttrain.params import EvalParams, StudyParams, params_hash
-from posttrain.runs import CHECKPOINT_COMPLETE_FILE, list_checkpoints
+from posttrain.runs import CHECKPOINT_COMPLETE_FILE, evaluation_checkpoints
 from posttrain.records import (RESULT_COLUMNS, Record, graded_examples, read_jsonl, read_records,  # noqa: F401
                                records_dir, records_reference, results_path, write_records)
 
@@ -33,7 +33,7 @@ class EvalJob:
     size: str
     train_domain: str | None
     checkpoint: str  # "checkpoint-N", or "final" for a model without checkpoint dirs
-    step: int | None
+    step: int  # training step of the checkpoint; 0 for a model that is no training output here (a hub Base model)
     path: str  # the model weights (dir or hub id)
     tokenizer: str
     benchmarks: list[str] = field(default_factory=list)
@@ -61,14 +61,15 @@ def _checkpoint_jobs(name, arm, size, domain, path, which, tokenizer_fallback, p
         curve_b = ([b for b in params.curve_benchmarks if get_spec(b).domain == domain]
                    if params.curve_benchmarks else params.benchmarks.get(domain, []))
     root = Path(path)
-    ckpts = list_checkpoints(root)  # complete ones only: a checkpoint still being saved is not evaluated
+    ckpts = evaluation_checkpoints(root)  # complete ones only (snapshots where the run writes them)
     if not ckpts:  # a hub id or a plain model dir
         if root.exists() and not (root / "config.json").is_file():
             raise FileNotFoundError(f"evaluate: model {name!r}: {root} has neither a complete checkpoint-N dir "
                                     f"(with {CHECKPOINT_COMPLETE_FILE}) nor a config.json (has its training run "
                                     "finished?)")
         tok = str(root) if not root.exists() or _has_tokenizer(root) else tokenizer_fallback
-        return [EvalJob(name, arm, size, domain, "final", None, str(path), tok or str(path), final_b)]
+        # Step 0: no training step of this study made it (results.csv's step is never empty).
+        return [EvalJob(name, arm, size, domain, "final", 0, str(path), tok or str(path), final_b)]
     chosen = ckpts if which == "all" else ckpts[-1:]
     jobs = []
     for step, d in chosen:
@@ -123,7 +124,7 @@ def plan_table(jobs: list[EvalJob]):
 def plan_overview(jobs: list[EvalJob]):
     """The plan as a reader scans it: one row per model with its evaluated steps (plan_table has a row per job)."""
     table = plan_table(jobs)
-    table["step"] = table["step"].map(lambda s: "final" if s is None or s != s else str(int(s)))
+    table["step"] = [("final" if c == "final" else str(int(s))) for c, s in zip(table["checkpoint"], table["step"])]
     union = lambda col: ", ".join(dict.fromkeys(b for row in col for b in row.split(", ")))  # noqa: E731
     return (table.groupby(["model", "arm", "size", "train_domain"], dropna=False, sort=False)
             .agg(steps=("step", ", ".join), benchmarks=("benchmarks", union)).reset_index())
@@ -209,7 +210,8 @@ def generation_request(job: EvalJob, problems: dict[str, ProblemSet], params: Ev
     s = params.sampling
     return GenerationRequest(model=job.path, tokenizer=job.tokenizer, prompts=prompts,
                              output=str(ckpt_dir / PENDING / "gen.jsonl"), n=s.n, temperature=s.temperature,
-                             top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed, max_model_len=params.max_model_len,
+                             top_p=s.top_p, max_tokens=s.max_tokens, seed=s.seed,
+                             max_model_len=params.context_for(job.size),
                              dtype=params.dtype, tensor_parallel_size=params.tensor_parallel_size,
                              chunk_size=params.chunk_size, hf_batch_sequences=params.hf_batch_sequences)
 

@@ -64,11 +64,26 @@ def resolve_engine(engine: str) -> str:
     return "hf"
 
 
+def model_max_len(config: dict) -> int:
+    """The longest context vLLM accepts for a model config (its derived max_model_len): max_position_embeddings,
+    or, with rope scaling (YaRN and the like), its original positions times the factor."""
+    positions = int(config.get("max_position_embeddings") or 32768)
+    rope = config.get("rope_scaling") or config.get("rope_parameters") or {}
+    if rope.get("factor") and rope.get("rope_type", rope.get("type")) not in (None, "default"):
+        return int((rope.get("original_max_position_embeddings") or positions) * rope["factor"])
+    return positions
+
+
 def _context_limit(model_path: str, max_model_len: int | None) -> int:
-    if max_model_len:
-        return max_model_len
+    """evaluate.max_model_len, or the model's own limit; more than the model's positions is an error here rather than
+    at vLLM's engine start (it refuses it), naming the setting to change."""
     from transformers import AutoConfig
-    return int(getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", 32768))
+    limit = model_max_len(AutoConfig.from_pretrained(model_path).to_dict())
+    if max_model_len and max_model_len > limit:
+        raise ValueError(f"evaluate.max_model_len {max_model_len} exceeds the {limit} positions of {model_path} "
+                         f"(vLLM refuses it): give this model's size its own value, e.g. max_model_len: "
+                         f"{{default: {max_model_len}, <size>: {limit}}}")
+    return max_model_len or limit
 
 
 def prompt_seed(seed: int, key) -> int:

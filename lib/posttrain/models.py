@@ -7,6 +7,7 @@ and docs/training.md for the formula choice. Tests: tests/test_models.py.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import math
 from pathlib import Path
@@ -15,8 +16,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Qwen2Config
 
-from posttrain.params import ModelParams
-from posttrain.runs import latest_checkpoint
+from posttrain.params import ModelParams, TrainingParams
+from posttrain.runs import start_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -156,26 +157,89 @@ def load_config(model_params: ModelParams, source: str | Path | None = None):
     return cfg
 
 
-def default_attn_implementation() -> str:
-    """flash_attention_2 on a GPU where flash-attn is installed (packed batches need varlen attention), else sdpa."""
-    try:
-        import flash_attn  # noqa: F401
-        return "flash_attention_2" if torch.cuda.is_available() else "sdpa"
-    except ImportError:
-        return "sdpa"
+# Attention for packed rows (transformers 5.19, read in its source). With position_ids that restart per document and
+# no attention_mask, sdpa and eager get a dense block-diagonal mask (masking_utils.find_packed_sequence_indices): the
+# documents stay apart, but every row costs max_length² (at 32k: ~26 instead of ~11 GFLOP/token for 1.5B).
+# flash_attention_2/3/4 run varlen kernels on the document boundaries (TRL's cu_seq_lens, or position_ids), but only
+# for one flattened row (modeling_flash_attention_utils._is_packed_sequence needs batch size 1: padding_free
+# batching); per_row batches of several rows would attend across documents. flex_attention builds a block-sparse
+# document mask from position_ids in any batch shape (PyTorch FlexAttention; not measured here).
+FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3", "flash_attention_4")
+DENSE_ATTENTION = ("sdpa", "eager")
+DENSE_MASK_MAX_LENGTH = 4096  # packed rows longer than this refuse a dense mask on a GPU
+# Where each flash implementation comes from: its own package, or `kernels`, with which transformers loads a
+# prebuilt kernel from the hub (kernels-community/flash-attn2, ...; modeling_flash_attention_utils.FLASH_ATTN_KERNEL_FALLBACK).
+FLASH_PACKAGES = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface",
+                  "flash_attention_4": "flash_attn.cute"}
+INSTALL_HINT = ("install one: `pip install kernels` (transformers then loads kernels-community/flash-attn2 from the "
+                "hub) or `pip install flash-attn --no-build-isolation`; or set model.attn_implementation: "
+                "flex_attention (PyTorch FlexAttention)")
 
 
-def build_model(model_params: ModelParams, dtype: torch.dtype | None = None, on_meta: bool = False) -> PreTrainedModel:
+def installed_attention() -> set[str]:
+    """The flash implementations this environment can run: those whose package is importable, and all of them where
+    the `kernels` package is (transformers falls back to the hub's builds)."""
+    if importlib.util.find_spec("kernels") is not None:
+        return set(FLASH_ATTENTION)
+    found = set()
+    for impl, package in FLASH_PACKAGES.items():
+        try:
+            if importlib.util.find_spec(package) is not None:
+                found.add(impl)
+        except ModuleNotFoundError:  # flash_attn.cute when flash_attn is absent
+            pass
+    return found
+
+
+def select_attn_implementation(model: ModelParams, training: TrainingParams, gpu: bool,
+                               installed: set[str] | None = None) -> str:
+    """The attention implementation a run trains with: model.attn_implementation if set, else flash_attention_2
+    on a GPU where it is installed (sdpa on the CPU). Refused, naming what to install or set: packed rows on a GPU
+    with no document-masked kernel (a dense mask over rows longer than DENSE_MASK_MAX_LENGTH), a flash kernel with
+    per_row batching (several rows per batch: documents would attend to each other), or a flash kernel that is not
+    installed. `installed`: installed_attention() (tests pass their own)."""
+    requested = model.attn_implementation
+    if not gpu:
+        return requested or "sdpa"
+    installed = installed_attention() if installed is None else installed
+    packed = training.packing
+    if requested is None:
+        if "flash_attention_2" in installed:
+            requested = "flash_attention_2"
+        elif packed:
+            raise ValueError(f"packed rows of training.max_length {training.max_length} on a GPU need a document-masked "
+                             f"attention kernel (sdpa would build a dense {training.max_length}² mask per row); "
+                             + INSTALL_HINT)
+        else:
+            return "sdpa"
+    if requested in FLASH_ATTENTION and requested not in installed:
+        raise ValueError(f"model.attn_implementation {requested!r} is not installed; " + INSTALL_HINT)
+    is_flash = requested in FLASH_ATTENTION or "flash" in requested  # also a hub kernel named directly
+    if packed and is_flash and training.batching == "per_row":
+        raise ValueError(f"model.attn_implementation {requested!r} with training.batching 'per_row': flash kernels "
+                         "find document boundaries only in one flattened row, so documents in rows of a per_row batch "
+                         "would attend to each other; use training.batching 'padding_free', or flex_attention")
+    if packed and requested in DENSE_ATTENTION and training.max_length > DENSE_MASK_MAX_LENGTH:
+        raise ValueError(f"model.attn_implementation {requested!r} builds a dense {training.max_length}² mask per "
+                         f"packed row on a GPU (allowed up to training.max_length {DENSE_MASK_MAX_LENGTH}); "
+                         + INSTALL_HINT)
+    return requested
+
+
+def build_model(model_params: ModelParams, dtype: torch.dtype | None = None, on_meta: bool = False,
+                attn_implementation: str | None = None) -> PreTrainedModel:
     """The model for one run: init "pretrained" (hub/local weights, optional LoRA), "scratch" (config of
     `name_or_path` + overrides, random weights, depth-scaled init) or "checkpoint" (a training checkpoint dir, or a
-    run output dir → its latest checkpoint-N). `dtype` overrides `model_params.dtype` (training on CPU uses fp32).
+    finished run's output dir → the final checkpoint its done marker names; runs.start_checkpoint). `dtype` overrides
+    `model_params.dtype` (training on CPU uses fp32); `attn_implementation` overrides model.attn_implementation
+    (posttrain.trainer passes select_attn_implementation's choice; default sdpa).
 
     Call it after the distributed state exists (TrainingArguments built): then from_pretrained loads on rank 0
     only under FSDP's cpu_ram_efficient_loading (meta elsewhere), and from_config partitions at construction under
     DeepSpeed's zero3_init_flag. `on_meta` (scratch arms with depth-scaled init): the parameters stay on the meta
     device (no memory) for the caller to shard, then `initialize_sharded_scratch_` fills each rank's shards."""
     dtype = dtype or getattr(torch, model_params.dtype)
-    attn = model_params.attn_implementation or default_attn_implementation()
+    attn = attn_implementation or model_params.attn_implementation or "sdpa"
     if model_params.init == "scratch":
         cfg = load_config(model_params)
         cfg._attn_implementation = attn
@@ -194,7 +258,7 @@ def build_model(model_params: ModelParams, dtype: torch.dtype | None = None, on_
         depth_scaled_init_(model, model_params.depth_scaled_init, seed=model_params.init_seed)
         model = model.to(dtype)
     else:
-        source = (latest_checkpoint(model_params.checkpoint) if model_params.init == "checkpoint"
+        source = (start_checkpoint(model_params.checkpoint)[0] if model_params.init == "checkpoint"
                   else model_params.name_or_path)
         cfg = load_config(model_params, source)
         model = AutoModelForCausalLM.from_pretrained(str(source), config=cfg, dtype=dtype, attn_implementation=attn)
@@ -227,7 +291,7 @@ def build_tokenizer(model_params: ModelParams):
     """Tokenizer from `model.tokenizer`, else the checkpoint (init=checkpoint), else `name_or_path`."""
     source = model_params.tokenizer
     if source is None and model_params.init == "checkpoint":
-        ckpt = latest_checkpoint(model_params.checkpoint)
+        ckpt = start_checkpoint(model_params.checkpoint)[0]
         source = ckpt if (ckpt / "tokenizer_config.json").is_file() else model_params.name_or_path
     return AutoTokenizer.from_pretrained(str(source or model_params.name_or_path))
 

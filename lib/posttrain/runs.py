@@ -4,13 +4,18 @@ the done marker. Every stage that touches a run's outputs reads them through her
 Imports only posttrain.params (no torch), so notebooks and launchers stay light.
 
 A run's output_dir holds:
-    checkpoint-N/          model + tokenizer (+ optimizer state for resume); complete once trainer_state.json exists
+    checkpoint-N/          model + tokenizer (+ optimizer state for resume); complete once trainer_state.json exists;
+                           training.save_total_limit keeps only the newest
+    snapshots/checkpoint-N/  SNAPSHOTS: evaluation snapshots (training.snapshot_steps): bf16 weights + tokenizer,
+                           never pruned; written under a temporary name and renamed when complete
+    tensorboard/           training.report_to: tensorboard event files
     loss.jsonl             LOSS_LOG: one row per logged step {step, loss, lr, tokens, grad_norm}
     data_stats.json        DATA_STATS: examples seen / dropped as too long / skipped
     params.yaml            LAUNCH_PARAMS: the resolved params its launch command reads
     params.resolved.yaml   RESOLVED_PARAMS: the params the run actually trained with
     train.log              TRAIN_LOG: the run's console output (notebook launches)
-    done.json              DONE_MARKER: summary + params hash, written last
+    done.json              DONE_MARKER: summary + params hash (+ the checkpoint an init=checkpoint run started from),
+                           written last
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import os
 import re
 from pathlib import Path
 
-from posttrain.params import RunParams, params_hash
+from posttrain.params import RunParams, legacy_params_hash, params_hash
 from posttrain.records import read_jsonl
 
 LOSS_LOG = "loss.jsonl"
@@ -29,9 +34,14 @@ DATA_STATS = "data_stats.json"
 LAUNCH_PARAMS = "params.yaml"
 RESOLVED_PARAMS = "params.resolved.yaml"
 TRAIN_LOG = "train.log"
+STOP_REQUEST = "stop.request"
+RESUME_POINTS = "resume_points.json"
+STOPPED_EXIT = 75  # posttrain.trainer's exit code after a stop request (EX_TEMPFAIL: run it again to resume)
 # HF Trainer's naming (transformers.trainer_utils.PREFIX_CHECKPOINT_DIR) and the file it writes last in a checkpoint.
 CHECKPOINT_PREFIX = "checkpoint-"
 CHECKPOINT_COMPLETE_FILE = "trainer_state.json"
+SNAPSHOTS = "snapshots"
+TENSORBOARD = "tensorboard"
 # posttrain.trainer prints these lines before and after each run it trains, so a launcher reading its output
 # (train_runs) can file each run's lines in that run's train.log and report each run as it ends.
 RUN_MARKER = "[posttrain.trainer] run: "
@@ -77,6 +87,20 @@ def resolve_schedule(params: RunParams, num_processes: int | None = None) -> dic
             "max_steps": max_steps, "total_tokens": max_steps * tokens_per_step}
 
 
+def planned_checkpoint_steps(params: RunParams, num_processes: int | None = None) -> list[int]:
+    """The steps evaluation will find saved, as planned (posttrain.cluster plans evaluation jobs before training
+    has run): every training.snapshot_steps and the last step where the run writes snapshots, else every save_steps,
+    the save_at steps and the last step (the Trainer saves there), the newest save_total_limit of them when set.
+    `num_processes` defaults to the launch section's world size. The last item is the final step."""
+    t = params.training
+    final = resolve_schedule(params, num_processes or launch_world_size(params))["max_steps"]
+    every = getattr(t, "snapshot_steps", None)
+    if every:
+        return sorted(set(range(every, final + 1, every)) | {final})
+    steps = sorted(set(range(t.save_steps, final + 1, t.save_steps)) | {s for s in t.save_at if s <= final} | {final})
+    return steps[-t.save_total_limit:] if t.save_total_limit else steps
+
+
 # ------------------------------------------------------------------------------------------------ checkpoints
 
 
@@ -94,19 +118,49 @@ def list_checkpoints(output_dir: str | Path, complete_only: bool = True) -> list
     return [(step, p) for step, p in found if not complete_only or (p / CHECKPOINT_COMPLETE_FILE).is_file()]
 
 
-def latest_checkpoint(path: str | Path) -> Path:
-    """`path`'s complete checkpoint-N with the largest N, else `path` itself if it is a model dir (config.json);
-    a clear error if neither (used for model.checkpoint)."""
+def start_checkpoint(path: str | Path) -> tuple[Path, dict]:
+    """The weights an init=checkpoint run starts from, and what to record about them: for a training run's
+    output dir, the final checkpoint its done marker names (a run without one has not finished: an error, so a
+    0.1%-Pre arm never starts from a pre-training cut short); for a model dir (config.json, e.g. one checkpoint-N
+    chosen on purpose), that dir."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"model.checkpoint: {path} is not a directory")
-    checkpoints = list_checkpoints(path)
+    marker = path / DONE_MARKER
+    if marker.is_file():
+        done = json.loads(marker.read_text())
+        # By name under `path`: the marker holds the path it was written with, and run dirs may move.
+        final = path / Path(done["final_checkpoint"]).name
+        if not (final / CHECKPOINT_COMPLETE_FILE).is_file():
+            raise FileNotFoundError(f"model.checkpoint: {path}'s done marker names {final.name}, which is missing "
+                                    f"or incomplete (no {CHECKPOINT_COMPLETE_FILE})")
+        return final, {"init_checkpoint": str(final), "init_step": done.get("global_step"),
+                       "init_run": done.get("name"), "init_params_hash": done.get("params_hash")}
+    checkpoints = list_checkpoints(path, complete_only=False)
     if checkpoints:
-        return checkpoints[-1][1]
+        raise FileNotFoundError(
+            f"model.checkpoint: {path} is a training run that has not finished (no {DONE_MARKER}; its latest "
+            f"checkpoint is {checkpoints[-1][1].name}): let it finish, or name one checkpoint-N dir to start from it "
+            "on purpose")
     if (path / "config.json").is_file():
-        return path
-    raise FileNotFoundError(f"model.checkpoint: {path} holds no checkpoint-N dir and no config.json "
-                            "(has its training run saved a checkpoint yet?)")
+        return path, {"init_checkpoint": str(path)}
+    raise FileNotFoundError(f"model.checkpoint: {path} is neither a finished training run ({DONE_MARKER}) nor a "
+                            "model dir (config.json)")
+
+
+def snapshot_dir(output_dir: str | Path, step: int) -> Path:
+    return Path(output_dir) / SNAPSHOTS / f"{CHECKPOINT_PREFIX}{step}"
+
+
+def list_snapshots(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """[(step, dir)] of the run's complete evaluation snapshots, by step."""
+    return list_checkpoints(Path(output_dir) / SNAPSHOTS, complete_only=False)
+
+
+def evaluation_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """What evaluation reads from a run: its snapshots where it writes them (training.snapshot_steps), else its
+    complete checkpoint-N dirs."""
+    return list_snapshots(output_dir) or list_checkpoints(output_dir)
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -118,7 +172,8 @@ def read_done(params: RunParams) -> dict | None:
     if not marker.is_file():
         return None
     summary = json.loads(marker.read_text())
-    return summary if summary.get("params_hash") == params_hash(params) else None
+    # The legacy hash: a run finished before run dirs could move still counts where it lies.
+    return summary if summary.get("params_hash") in (params_hash(params), legacy_params_hash(params)) else None
 
 
 def is_done(params: RunParams) -> bool:

@@ -17,6 +17,8 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -25,13 +27,15 @@ from transformers import PreTrainedModel, TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
 from posttrain.collate import PER_ROW_SFT_CONFIG, REAL_TOKENS, PerRowPackedCollator, pack_rows
-from posttrain.data import (DropCounter, ensure_chat_template, load_pretrain_text, load_sft_messages, tokenize_pretrain,
-                            tokenize_sft)
-from posttrain.models import build_model, build_tokenizer, initialize_sharded_scratch_
+from posttrain.data import (DropCounter, ensure_chat_template, is_local, load_pretrain_text, load_sft_messages,
+                            tokenize_pretrain, tokenize_sft)
+from posttrain.models import build_model, build_tokenizer, initialize_sharded_scratch_, select_attn_implementation
 from posttrain.params import ModelParams, RunParams, dump_params, load_run_params, params_hash
-from posttrain.runs import (DATA_STATS, DONE_MARKER, LOSS_LOG, RESOLVED_PARAMS, RUN_END_MARKER, RUN_MARKER,
+from posttrain.prepare import PassPermutationSampler, load_prepared
+from posttrain.runs import (DATA_STATS, DONE_MARKER, LOSS_LOG, RESOLVED_PARAMS, RESUME_POINTS, RUN_END_MARKER,
+                            RUN_MARKER, STOP_REQUEST, STOPPED_EXIT, TENSORBOARD,
                             checkpoint_dir, launch_world_size, list_checkpoints, read_done, resolve_schedule,
-                            write_done)
+                            snapshot_dir, start_checkpoint, write_done)
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +66,14 @@ def batching_config(params: RunParams) -> dict:
     the Trainer counts the real tokens itself (REAL_TOKENS: rows are padded to max_length, and the pad token may be
     the documents' eos, so transformers' "non_padding" count would miss the eos tokens)."""
     t = params.training
+    # Prepared data (data.prepared_dir) arrives packed: TRL prepares nothing, and resuming skips no batches (the
+    # sampler starts at the resumed step: Trainer._get_train_sampler).
+    prepared = {"dataset_kwargs": {"skip_prepare_dataset": True}, "ignore_data_skip": True} if is_prepared_run(
+        params) else {}
     if per_row(params):
-        return {**PER_ROW_SFT_CONFIG, "include_num_input_tokens_seen": "no"}
+        return {**PER_ROW_SFT_CONFIG, "include_num_input_tokens_seen": "no", **prepared}
     return {"packing": t.packing, "packing_strategy": packing_strategy(params), "padding_free": t.packing,
-            "include_num_input_tokens_seen": "all"}
+            "include_num_input_tokens_seen": "all", **prepared}
 
 
 def build_sft_config(params: RunParams, schedule: dict) -> SFTConfig:
@@ -87,7 +95,9 @@ def build_sft_config(params: RunParams, schedule: dict) -> SFTConfig:
         assistant_only_loss=False, completion_only_loss=False,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit, save_only_model=False,
         logging_steps=t.logging_steps, logging_first_step=True, seed=t.seed, data_seed=t.seed, use_cpu=t.use_cpu,
-        report_to="none", dataloader_num_workers=0,
+        # TensorBoard goes through our own callback (tracking_callbacks: a fixed log dir); trackio / W&B as named.
+        report_to="none" if t.report_to in ("none", "tensorboard") else t.report_to, run_name=params.name,
+        dataloader_num_workers=0,
         ddp_find_unused_parameters=False, disable_tqdm=False)
 
 
@@ -202,6 +212,68 @@ class SaveAt(TrainerCallback):
         return control
 
 
+class StopOnRequest(TrainerCallback):
+    """A cluster job's warning before its time limit (posttrain.cluster touches output_dir/STOP_REQUEST): save a
+    checkpoint at the next logging step and stop, so the requeued job resumes there and its loss log goes on as an
+    uninterrupted run's (a logged loss averages the steps since the last log: resuming between logs would average
+    fewer). Rank 0 reads the file; the flag is max-reduced so that every rank stops at the same step."""
+
+    def __init__(self, path: Path):
+        self.path, self.stopped_at = path, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % args.logging_steps or state.global_step >= state.max_steps:
+            return control
+        flag = torch.tensor([float(state.is_world_process_zero and self.path.exists())])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = flag.to(args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item():
+            control.should_save = control.should_training_stop = True
+            self.stopped_at = state.global_step
+        return control
+
+
+def drop_resume_points(params: RunParams, out: Path) -> None:
+    """Remove the checkpoints saved only to resume after a stop request (RESUME_POINTS) once the run is complete:
+    evaluation reads the planned checkpoints, not these."""
+    path = out / RESUME_POINTS
+    if not path.is_file():
+        return
+    t = params.training
+    for step in json.loads(path.read_text()):
+        if step % t.save_steps and step not in t.save_at:  # never the final step: stops come before it
+            shutil.rmtree(checkpoint_dir(out, step), ignore_errors=True)
+    path.unlink()
+
+
+class Snapshots(TrainerCallback):
+    """Evaluation snapshots (training.snapshot_steps) at every k-th step and the last, through Trainer.save_snapshot
+    (`trainer` is set once the Trainer exists; on_step_end runs on every rank, as the FSDP gather needs)."""
+
+    def __init__(self, every: int):
+        self.every, self.trainer = every, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0 or state.global_step >= state.max_steps:
+            self.trainer.save_snapshot()
+
+
+def tracking_callbacks(params: RunParams) -> list:
+    """training.report_to 'tensorboard': transformers' TensorBoard callback, writing to output_dir/tensorboard (one
+    folder across resumes: `tensorboard --logdir <output_dir>/tensorboard`). trackio / W&B go through SFTConfig."""
+    if params.training.report_to != "tensorboard":
+        return []
+    from transformers.integrations import TensorBoardCallback
+    try:
+        callback = TensorBoardCallback()
+    except RuntimeError:
+        raise ValueError("training.report_to 'tensorboard' needs the tensorboard package: pip install tensorboard "
+                         "(it is in the gpu extra)") from None
+    callback.logging_dir = str(Path(params.output_dir) / TENSORBOARD)
+    return [callback]
+
+
 class DataStatsWriter(TrainerCallback):
     """Writes the drop counts (final for map-style data, running for streamed data) at each save and at the end."""
 
@@ -230,9 +302,48 @@ class Trainer(SFTTrainer):
     benchmarks/train_throughput.py --trl-loss (docs/training.md, "Measured"). The fused head saves memory at large
     vocabularies on GPU, so it stays there."""
 
-    def __init__(self, *args, transformers_loss: bool = False, **kwargs):
+    def __init__(self, *args, transformers_loss: bool = False, row_order_seed: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.transformers_loss = transformers_loss
+        self.row_order_seed = row_order_seed  # prepared data: rows in PassPermutationSampler's order
+        self._tokens_mark: tuple[float, int] | None = None
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.row_order_seed is None:
+            return super()._get_train_sampler(train_dataset)
+        a = self.args
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return PassPermutationSampler(len(dataset),
+                                      a.per_device_train_batch_size * a.gradient_accumulation_steps * a.world_size,
+                                      a.max_steps, self.row_order_seed, start_step=lambda: self.state.global_step)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Training logs also carry tokens_per_second since the previous log (all ranks' real tokens), for the
+        trackers (training.report_to)."""
+        if "loss" in logs:
+            now, seen = time.monotonic(), self.state.num_input_tokens_seen
+            if self._tokens_mark is not None and now > self._tokens_mark[0]:
+                logs["tokens_per_second"] = (seen - self._tokens_mark[1]) / (now - self._tokens_mark[0])
+            self._tokens_mark = (now, seen)
+        super().log(logs, start_time)
+
+    def save_snapshot(self) -> Path:
+        """This step's evaluation snapshot: the weights in bf16 and the tokenizer, no optimizer state, in
+        snapshots/checkpoint-N (written under a temporary name, renamed when complete). Every rank calls it:
+        gathering FSDP shards is collective."""
+        final = snapshot_dir(self.args.output_dir, self.state.global_step)
+        state_dict = self.accelerator.get_state_dict(self.model)
+        if self.args.should_save and not final.is_dir():
+            partial = final.with_name(final.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            weights = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state_dict.items()}
+            self.accelerator.unwrap_model(self.model).save_pretrained(partial, state_dict=weights)
+            self.processing_class.save_pretrained(partial)
+            config = partial / "config.json"  # the config names the dtype the model trains in (fp32 master weights)
+            config.write_text(json.dumps({**json.loads(config.read_text()), "dtype": "bfloat16"}, indent=2))
+            partial.rename(final)
+        self.accelerator.wait_for_everyone()
+        return final
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         real_tokens = inputs.get(REAL_TOKENS)
@@ -255,8 +366,21 @@ class Trainer(SFTTrainer):
                 self._save(output_dir or self.args.output_dir, state_dict=state_dict)
 
 
+def is_prepared_run(params: RunParams) -> bool:
+    return params.data.prepared_dir is not None
+
+
 def build_dataset(params: RunParams, tokenizer):
-    """Tokenized training data for the run's stage → (dataset, DropCounter or None)."""
+    """Tokenized training data for the run's stage → (dataset, DropCounter or None). Prepared data (data.prepared_dir)
+    arrives packed, its counts in its manifest; hub data is read only prepared."""
+    if is_prepared_run(params):
+        dataset, manifest = load_prepared(params, tokenizer)
+        log.info("%s: prepared data %s (%d packed rows)", params.name, manifest["path"], len(dataset))
+        return dataset, None
+    if not is_local(params.data):
+        raise ValueError(f"{params.name}: data.path {params.data.path!r} is not a local file, and hub data "
+                         f"({params.data.source}) is read only prepared: set data.prepared_dir and run "
+                         "`python -m posttrain.prepare <params>` first")
     if params.training.stage == "sft":
         return tokenize_sft(load_sft_messages(params.data), tokenizer, params.training.max_length,
                             params.training.assistant_only_loss)
@@ -283,6 +407,7 @@ def build_trainer(params: RunParams, schedule: dict, extra_callbacks: tuple = ()
     out = Path(params.output_dir)
     config = build_sft_config(params, schedule)
     check_job_matches_params(params, config)
+    attn = select_attn_implementation(params.model, params.training, on_gpu(params))  # refuses before any loading
     tokenizer = build_tokenizer(params.model)
     if params.training.stage == "sft":
         ensure_chat_template(tokenizer)
@@ -292,20 +417,26 @@ def build_trainer(params: RunParams, schedule: dict, extra_callbacks: tuple = ()
     dtype = None if on_gpu(params) else torch.float32
     on_meta = (params.launch.backend == "fsdp2" and params.model.init == "scratch"
                and params.model.depth_scaled_init != "none")
-    model = build_model(params.model, dtype=dtype, on_meta=on_meta)
+    model = build_model(params.model, dtype=dtype, on_meta=on_meta, attn_implementation=attn)
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
                          f"{model.config.vocab_size}; fix model.config_overrides.vocab_size or the tokenizer")
     dataset, counter = build_dataset(params, tokenizer)
+    row_order_seed = params.data.seed if is_prepared_run(params) else None
+    snapshots = [Snapshots(params.training.snapshot_steps)] if params.training.snapshot_steps else []
     callbacks = [LossLog(out / LOSS_LOG), DataStatsWriter(out / DATA_STATS, counter, schedule),
-                 *([SaveAt(params.training.save_at)] if params.training.save_at else []), *extra_callbacks]
+                 *([SaveAt(params.training.save_at)] if params.training.save_at else []), *snapshots,
+                 *tracking_callbacks(params), *extra_callbacks]
     if per_row(params):
-        trainer = Trainer(model=model, args=config, train_dataset=pack_per_row(params, dataset),
-                          processing_class=tokenizer, data_collator=per_row_collator(params, tokenizer),
+        trainer = Trainer(model=model, args=config, processing_class=tokenizer, row_order_seed=row_order_seed,
+                          train_dataset=dataset if is_prepared_run(params) else pack_per_row(params, dataset),
+                          data_collator=per_row_collator(params, tokenizer),
                           callbacks=callbacks, transformers_loss=not on_gpu(params))
     else:
         trainer = Trainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                          callbacks=callbacks)
+                          callbacks=callbacks, row_order_seed=row_order_seed)
+    for callback in snapshots:
+        callback.trainer = trainer
     if on_meta:
         shard_scratch_model(trainer.accelerator, trainer.model, params.model, dtype)
     return trainer, counter
@@ -323,21 +454,36 @@ def train_in_process(params: RunParams, resume: bool = True) -> dict:
         log.info("%s: done with the same params hash, skipping", params.name)
         return done
     schedule = resolve_schedule(params)
+    # A 0.1%-Pre run starts only from a finished pre-training (its done marker), and records which checkpoint.
+    start = start_checkpoint(params.model.checkpoint)[1] if params.model.init == "checkpoint" else {}
+    if start:
+        log.info("%s: starting from %s", params.name, start["init_checkpoint"])
     out.mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", "0")) == 0:
         dump_params(params, out / RESOLVED_PARAMS)
         (out / DONE_MARKER).unlink(missing_ok=True)
     set_seed(params.training.seed)
 
-    trainer, counter = build_trainer(params, schedule)
+    stopper = StopOnRequest(out / STOP_REQUEST)
+    trainer, counter = build_trainer(params, schedule, extra_callbacks=(stopper,))
     checkpoints = list_checkpoints(out) if resume else []
     if checkpoints:
         log.info("%s: resuming from %s", params.name, checkpoints[-1][1])
     result = trainer.train(resume_from_checkpoint=str(checkpoints[-1][1]) if checkpoints else None)
+    if stopper.stopped_at is not None:  # saved for the requeued job to resume; not done
+        if trainer.is_world_process_zero():
+            points = out / RESUME_POINTS
+            points.write_text(json.dumps((json.loads(points.read_text()) if points.is_file() else [])
+                                         + [stopper.stopped_at]))
+        log.info("%s: stop requested; saved %s to resume from", params.name, checkpoint_dir(out, stopper.stopped_at))
+        return {"name": params.name, "stopped_at": stopper.stopped_at}
+    if trainer.is_world_process_zero():
+        drop_resume_points(params, out)
 
     summary = {"params_hash": params_hash(params), "name": params.name, "global_step": trainer.state.global_step,
                "train_loss": result.training_loss, "tokens": trainer.state.num_input_tokens_seen,
-               "final_checkpoint": str(checkpoint_dir(out, trainer.state.global_step)), **schedule,
+               "final_checkpoint": checkpoint_dir(out, trainer.state.global_step).name, **schedule, **start,
+               "attn_implementation": trainer.model.config._attn_implementation,
                **({"data": counter.as_dict()} if counter else {})}
     if trainer.is_world_process_zero():
         write_done(out, summary)
@@ -363,6 +509,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{RUN_MARKER}{params.name}", flush=True)
         summary = train_in_process(params, resume=not args.no_resume)
         print(json.dumps(summary), flush=True)
+        if "stopped_at" in summary:  # a stop request: the job requeues and this run resumes
+            raise SystemExit(STOPPED_EXIT)
         print(f"{RUN_END_MARKER}{params.name}", flush=True)
 
 

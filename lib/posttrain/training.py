@@ -409,6 +409,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--print-launch", action="store_true", help="print the launch command and exit")
     args = parser.parse_args(argv)
     params = load_run_params(args.params, args.run_dir)
+    if "{run_dir}" in params.output_dir:  # the paper's files put every output under the study's run directory
+        parser.error(f"{args.params}: output_dir {params.output_dir} needs --run-dir (the study's run directory, "
+                     "e.g. runs/paper; slurm_train.sh: its second argument)")
     # Absolute paths: the job runs from the repository root (the accelerate configs name files relative to it).
     run_dir = str(Path(args.run_dir).resolve()) if args.run_dir else None
     cmd = launch_command(params, Path(args.params).resolve(), run_dir) + (["--no-resume"] if args.no_resume else [])
