@@ -373,16 +373,38 @@ def repo_relative(path: Any) -> Any:
         return str(path)
 
 
-def _substitute(obj: Any, mapping: dict[str, str]) -> Any:
+def _map_strings(obj: Any, fn) -> Any:
+    """`obj` with `fn` applied to every string in it (through mappings and lists)."""
     if isinstance(obj, str):
-        for key, value in mapping.items():
-            obj = obj.replace("{" + key + "}", value)
-        return obj
+        return fn(obj)
     if isinstance(obj, dict):
-        return {k: _substitute(v, mapping) for k, v in obj.items()}
+        return {k: _map_strings(v, fn) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_substitute(v, mapping) for v in obj]
+        return [_map_strings(v, fn) for v in obj]
     return obj
+
+
+def _substitute(obj: Any, mapping: dict[str, str]) -> Any:
+    def one(s: str) -> str:
+        for key, value in mapping.items():
+            s = s.replace("{" + key + "}", value)
+        return s
+    return _map_strings(obj, one)
+
+
+def portable(obj: Any, run_dir: str | Path | None = None) -> Any:
+    """`obj` (a path string, or params as mappings and lists) with the substitution undone: a string starting with
+    the run dir or the repository root starts with `{run_dir}` / `{repo}` again. What stays the same when a run dir
+    is moved, copied or renamed, or the repository cloned elsewhere; `_substitute` brings the paths back."""
+    anchors = [(str(Path(run_dir)), "{run_dir}")] if run_dir and len(Path(run_dir).parts) > 1 else []
+    anchors.append((str(REPO_ROOT), "{repo}"))  # after run_dir: a run dir usually lies inside the repository
+
+    def one(s: str) -> str:
+        for prefix, placeholder in anchors:
+            if s == prefix or s.startswith(prefix + "/"):
+                return placeholder + s[len(prefix):]
+        return s
+    return _map_strings(obj, one)
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -511,10 +533,31 @@ def load_study(path: str | Path, run_dir: str | None = None) -> StudyParams:
     return StudyParams.model_validate(_substitute(study.model_dump(), mapping))
 
 
-def params_hash(obj: BaseModel | dict) -> str:
-    """Short stable hash of params: stages skip work whose outputs carry the same hash."""
+def params_hash(obj: BaseModel | dict, run_dir: str | Path | None = None) -> str:
+    """Short stable hash of params: stages skip work whose outputs carry the same hash. Paths enter it `portable`
+    (as `{run_dir}/...`, `{repo}/...`), so a moved, copied or renamed run dir, or a clone of the repository, still
+    skips its finished work. `run_dir` defaults to the params' own: a study's run_dir; for a run, the folder above
+    its stage folder (output_dir = <run_dir>/<stage>/<name>, as every study lays its runs out)."""
     data = obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj
+    return _digest(portable(data, run_dir or _own_run_dir(obj)))
+
+
+def legacy_params_hash(obj: BaseModel | dict) -> str:
+    """The hash as it was before run dirs could move (absolute paths in it): done markers written then still match
+    where their run dir lies."""
+    return _digest(obj.model_dump(mode="json") if isinstance(obj, BaseModel) else obj)
+
+
+def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _own_run_dir(obj: Any) -> str | Path | None:
+    if isinstance(obj, StudyParams):
+        return obj.run_dir
+    if isinstance(obj, RunParams) and len(Path(obj.output_dir).parts) > 3:
+        return Path(obj.output_dir).parents[1]
+    return None
 
 
 def dump_params(obj: BaseModel, path: str | Path) -> None:
