@@ -186,14 +186,37 @@ def test_empty_or_absent_results_still_render(tmp_path):
     assert out["figures"] == [] and out["manifest"].is_file()
 
 
-def test_figures_an_earlier_run_wrote_are_not_left_as_this_runs(tmp_path):
+def test_figures_an_earlier_run_wrote_are_not_left_as_this_runs(mini_run, tmp_path):
+    """Only the files this study's previous report listed in its manifest are removed; a file of the same name
+    pattern that no report of this run wrote (a committed figure, the user's own) stays."""
+    (run_dir, _), figs = mini_run, tmp_path / "figs"
+    first = report.write_report(run_dir=run_dir, figures_dir=figs, n_boot=50)
+    assert first["figures"] and all(p.is_file() for p in first["figures"])
+    for name in ("gap_closure_from_someone.png", "headline_old.pdf", "my_notes.png"):
+        (figs / name).write_bytes(b"not ours")
+    (run_dir / "eval" / "results.csv").unlink()
+    out = report.write_report(run_dir=run_dir, figures_dir=figs)
+    assert out["figures"] == []
+    assert sorted(p.name for p in figs.iterdir()) == ["gap_closure_from_someone.png", "headline_old.pdf",
+                                                      "my_notes.png"]
+
+
+def test_a_study_without_a_run_deletes_nothing(tmp_path):
     figs = tmp_path / "figs"
     figs.mkdir()
-    for name in ("gap_closure.png", "gap_closure.pdf", "headline.png", "curves_math_1.5b.png", "my_notes.png"):
-        (figs / name).write_bytes(b"old")
-    out = report.write_report(run_dir=tmp_path, figures_dir=figs)
-    assert out["figures"] == []
-    assert sorted(p.name for p in figs.iterdir()) == ["my_notes.png"], "only the report's own stale figures go"
+    for name in ("headline.png", "headline.pdf", "sft_scale_math_L.png"):  # committed figures of a study not run here
+        (figs / name).write_bytes(b"committed")
+    report.write_report(run_dir=tmp_path / "never_ran", figures_dir=figs)
+    assert sorted(p.name for p in figs.iterdir()) == ["headline.pdf", "headline.png", "sft_scale_math_L.png"]
+
+
+def test_figure_files_are_byte_identical_when_redrawn(mini_run, tmp_path):
+    run_dir, _ = mini_run
+    a = {p.name: p.read_bytes() for p in report.write_report(run_dir=run_dir, figures_dir=tmp_path / "a",
+                                                              n_boot=50)["figures"]}
+    b = {p.name: p.read_bytes() for p in report.write_report(run_dir=run_dir, figures_dir=tmp_path / "b",
+                                                              n_boot=50)["figures"]}
+    assert a and a == b, "no timestamps in PNG/PDF metadata: a rerun must not dirty committed figures"
 
 
 def test_bad_results_rows_are_named(tmp_path):
@@ -289,7 +312,7 @@ def test_a_seed_group_is_decided_by_its_pooled_case(tmp_path):
     assert pooled.loc["100%-Pre", ["pass@1", "pass@1_lo", "pass@1_hi"]].tolist() == pytest.approx([0.5, 0.4, 0.6])
     gap = pooled.loc["100%-Pre − 0%-Pre"]
     assert (gap["gap"], gap["gap_lo"], gap["gap_hi"], gap["problems"]) == pytest.approx((0, -10, 10, 80))
-    paths = report.plot_sft_scale(scale, tmp_path / "fig")
+    paths = _saved(report.plot_sft_scale(scale), tmp_path / "fig")
     assert "sft_scale_math_S_2_seeds.png" in {p.name for p in paths}
     assert report._main_scale_figure(paths, tmp_path) == "fig/sft_scale_math_S_2_seeds.png"
 
@@ -413,7 +436,7 @@ def test_sft_scale_points_and_paired_gaps(tmp_path):
     assert gaps.loc[40, "gap_lo"] == pytest.approx(25) and gaps.loc[40, "problems"] == 40
     points = scale[scale["arm"] == "0%-Pre"]
     assert list(points["pass@1"]) == [0.0, 0.75]
-    paths = report.plot_sft_scale(scale, tmp_path / "fig")
+    paths = _saved(report.plot_sft_scale(scale), tmp_path / "fig")
     assert {p.name for p in paths} == {"sft_scale_math_mini.png", "sft_scale_math_mini.pdf"}
 
 
@@ -502,3 +525,7 @@ def test_cells_the_study_never_planned_are_not_called_missing(mini_run):
     assert not any("0%-Pre s2 code-SFT" in n for n in table1)
     assert "missing: short-Pre s2 math-SFT on mini_math_competition" in table1  # planned, result absent
     assert any(n.startswith("— also marks 1 arm × size × domain") for n in table1)
+
+
+def _saved(figures: dict, folder) -> list:
+    return [p for stem, fig in figures.items() for p in report.save_figure(fig, folder, stem)]

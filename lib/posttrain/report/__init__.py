@@ -15,9 +15,10 @@ from posttrain.mini.gates import check_gates  # noqa: F401
 from posttrain.records import RESULT_COLUMNS  # noqa: F401
 from posttrain.report.claims import (_CLAIM_CASES, CLAIM_RULE, case_verdict, check_claims, claim_verdict,  # noqa: F401
                                      load_claims)
-from posttrain.report.figures import (ARM_COLORS, plot_curves, plot_gap_closure, plot_headline,  # noqa: F401
+from posttrain.report.figures import (ARM_COLORS, plot_curves, plot_gap_closure, plot_headline, save_figure,  # noqa: F401
                                       plot_sft_scale)
-from posttrain.report.files import _main_scale_figure, relative_paths, write_report  # noqa: F401
+from posttrain.report.files import (_main_scale_figure, build_report, relative_paths, write_report,  # noqa: F401
+                                    write_report_files)
 from posttrain.report.select import (ARM_LABELS, ReportSpec, check_results, final_checkpoints,  # noqa: F401
                                      load_results, spec_from)
 from posttrain.report.stats import example_outputs, gap_closure, headline_bars, sft_scale  # noqa: F401

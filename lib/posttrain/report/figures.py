@@ -4,15 +4,14 @@ no timestamps in their metadata, so a rerun rewrites identical files."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from posttrain.eval_sets import PROBES
+from posttrain.figstyle import figure_style, new_figure, save_figure  # noqa: F401  (save_figure: re-exported)
 from posttrain.records import ARM_ORDER
 from posttrain.report.select import ARM_LABELS, ReportSpec, final_checkpoints, is_pooled
 from posttrain.report.tables import short_number
@@ -24,22 +23,13 @@ ARM_COLORS = {"Base": _PALETTE[7], "0%-Pre": _PALETTE[1], "0.1%-Pre": _PALETTE[2
               "100%-Pre": _PALETTE[0]}
 
 
-def _save(fig, figures_dir: Path, stem: str) -> list[Path]:
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    paths = [figures_dir / f"{stem}.png", figures_dir / f"{stem}.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return paths
-
-
-def plot_headline(bars: pd.DataFrame, figures_dir: Path) -> list[Path]:
+def plot_headline(bars: pd.DataFrame):
     """Grouped bars of Table 1's pass@1 with 95% CI error bars: a panel per size, a group per column, a bar per arm."""
     sizes, cols = list(dict.fromkeys(bars["size"])), list(dict.fromkeys(bars["column"]))
     arms = [a for a in ARM_ORDER if a in set(bars["arm"])]
     width = 0.8 / max(len(arms), 1)
-    with sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(1, len(sizes), figsize=(2 + 2.2 * len(cols) * len(sizes), 3.8), squeeze=False)
+    fig, axes = new_figure(1, len(sizes), panel=(1.2 + 1.6 * len(cols), 3.6))
+    with figure_style():
         for ax, size in zip(axes[0], sizes):
             for i, arm in enumerate(arms):
                 sub = bars[(bars["size"] == size) & (bars["arm"] == arm)].set_index("column").reindex(cols)
@@ -56,13 +46,14 @@ def plot_headline(bars: pd.DataFrame, figures_dir: Path) -> list[Path]:
             ax.set_ylabel("pass@1 (%), 95% CI")
             top = np.nanmax(100 * bars["hi"].fillna(bars["pass@1"]).to_numpy(float), initial=0.0)
             ax.set_ylim(0, max(10.0, 1.15 * top))  # all-zero runs (smoke) still get a readable axis
-        axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        return _save(fig, figures_dir, "headline")
+        axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
 
 
-def plot_curves(results: pd.DataFrame, spec: ReportSpec, figures_dir: Path) -> tuple[list[Path], list[str]]:
-    """pass@1 over training steps: a figure per domain × size, a panel per benchmark, a line per arm (CI band)."""
-    paths, notes = [], []
+def plot_curves(results: pd.DataFrame, spec: ReportSpec) -> tuple[dict, list[str]]:
+    """pass@1 over training steps: a figure per domain × size ({file stem: Figure}), a panel per benchmark, a line
+    per arm (CI band); and notes naming the curves that have no evaluated checkpoints."""
+    figs, notes = {}, []
     sft = results[results["arm"] != "Base"]
     base = final_checkpoints(results[results["arm"] == "Base"])
     for domain, benches in spec.domains.items():
@@ -71,18 +62,17 @@ def plot_curves(results: pd.DataFrame, spec: ReportSpec, figures_dir: Path) -> t
             if rows.empty:
                 notes.append(f"no training curve for {domain}-SFT size {size}: no evaluated checkpoints")
                 continue
-            with sns.axes_style("whitegrid"):
-                fig, axes = plt.subplots(1, len(benches), figsize=(3.8 * len(benches), 3.3), squeeze=False)
+            fig, axes = new_figure(1, len(benches), panel=(3.4, 3.0))
+            with figure_style():
                 for ax, bench in zip(axes[0], benches):
                     _curve_panel(ax, rows[rows["benchmark"] == bench], base[(base["size"] == size) &
                                                                             (base["benchmark"] == bench)], spec)
                     ax.set_title(bench)
                 axes[0][0].set_ylabel("pass@1 (%)")
-                axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+                axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
                 fig.suptitle(f"{domain}-SFT, size {size} (95% CI)")
-                fig.tight_layout()
-                paths += _save(fig, figures_dir, f"curves_{domain}_{size}")
-    return paths, notes
+            figs[f"curves_{domain}_{file_stem(size)}"] = fig
+    return figs, notes
 
 
 def _curve_panel(ax, rows: pd.DataFrame, base: pd.DataFrame, spec: ReportSpec) -> None:
@@ -106,13 +96,14 @@ def _curve_panel(ax, rows: pd.DataFrame, base: pd.DataFrame, spec: ReportSpec) -
     ax.set_xlabel("SFT step")
 
 
-def plot_gap_closure(gaps: pd.DataFrame, figures_dir: Path) -> list[Path]:
+def plot_gap_closure(gaps: pd.DataFrame):
     """Gap closure per benchmark with its CI, in the short arm's colour, a marker per size; undefined ones are left
     out (the table says why)."""
     benches = list(dict.fromkeys(gaps["benchmark"]))
     color = ARM_COLORS[gaps["short_arm"].iloc[0]]
-    with sns.axes_style("whitegrid"):
-        fig, ax = plt.subplots(figsize=(1.2 * max(len(benches), 3) + 2, 3.3))
+    fig, axes = new_figure(1, 1, panel=(1.2 * max(len(benches), 3) + 2, 3.3))
+    ax = axes[0][0]
+    with figure_style():
         for i, (size, sub) in enumerate(gaps.groupby("size", sort=False)):
             x = np.array([benches.index(b) for b in sub["benchmark"]]) + 0.1 * i
             y = 100 * sub["gap_closure"].astype(float)
@@ -123,19 +114,18 @@ def plot_gap_closure(gaps: pd.DataFrame, figures_dir: Path) -> list[Path]:
         ax.axhline(100, color="gray", lw=0.8, linestyle="--")
         ax.set_xticks(range(len(benches)), benches, rotation=10)
         ax.set_ylabel("gap closed (%), 95% CI")
-        ax.legend(fontsize=8)
-        return _save(fig, figures_dir, "gap_closure")
+        ax.legend()
+    return fig
 
 
-def plot_sft_scale(scale: pd.DataFrame, figures_dir: Path) -> list[Path]:
+def plot_sft_scale(scale: pd.DataFrame) -> dict:
     """Per size × domain: pass@1 against SFT tokens (log x), a line per arm with its CI band, one column per
     benchmark; beneath, the paired gap 100%-Pre − 0%-Pre with its CI."""
-    paths = []
+    figs = {}
     for (size, domain), part in scale.groupby(["size", "domain"], sort=False):
         benches = list(dict.fromkeys(part["benchmark"]))
-        with sns.axes_style("whitegrid"):
-            fig, axes = plt.subplots(2, len(benches), figsize=(4.2 * len(benches), 5.6), squeeze=False,
-                                     sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+        fig, axes = new_figure(2, len(benches), panel=(3.6, 2.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+        with figure_style():
             for col, bench in enumerate(benches):
                 top, bottom, rows = axes[0][col], axes[1][col], part[part["benchmark"] == bench]
                 for arm in [a for a in ARM_ORDER if a in set(rows["arm"])]:
@@ -165,13 +155,12 @@ def plot_sft_scale(scale: pd.DataFrame, figures_dir: Path) -> list[Path]:
                 ax.set_xlim(ticks[0] / 1.5, ticks[-1] * 1.5)
             axes[0][0].set_ylabel("pass@1 (%)")
             axes[1][0].set_ylabel("100%-Pre − 0%-Pre\n(points, paired 95% CI)")
-            axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
             pooled = is_pooled(size)
             fig.suptitle(f"{domain}-SFT, size {size}: scores against SFT scale (95% CI"
                          + (" over training seeds and problems)" if pooled else ")"))
-            fig.tight_layout()
-            paths += _save(fig, figures_dir, f"sft_scale_{domain}_{file_stem(size)}")
-    return paths
+        figs[f"sft_scale_{domain}_{file_stem(size)}"] = fig
+    return figs
 
 
 def file_stem(label: str) -> str:
