@@ -31,23 +31,7 @@ from pathlib import Path
 
 from .params import (REPO_ROOT, ParamsError, StudyParams, dump_params, load_study, params_hash, repo_relative,
                      resolve_repo_path)
-
-SETUP_STAGE = "mini_setup"
-NOTEBOOK_STAGES = ["00_explore_data", "01_pretrain", "02_sft", "03_evaluate", "04_report"]
-STAGES = [SETUP_STAGE, *NOTEBOOK_STAGES]
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
-
-
-def _stamp_path(run_dir: Path, stage: str) -> Path:
-    return run_dir / "notebooks" / f".{stage}.done.json"
-
-
-def stage_is_done(run_dir: Path, stage: str, phash: str) -> bool:
-    stamp = _stamp_path(run_dir, stage)
-    if not stamp.is_file() or not (run_dir / "notebooks" / f"{stage}.ipynb").is_file():
-        return False
-    return json.loads(stamp.read_text()).get("params_hash") == phash
-
+from .stages import NOTEBOOK_DIR, NOTEBOOK_STAGES, SETUP_STAGE, STAGES, stage_is_done, stamp_path, write_stamp  # noqa: F401
 
 def run_stage(stage: str, params_path: Path, run_dir: Path, force: bool, kernel: str) -> float:
     """Execute one notebook with papermill; return its wall time. Raises StageFailed with notebook + cell."""
@@ -195,10 +179,10 @@ def _run_stages(params_path: str | Path, run_dir: str | None, force: bool, only:
             print(f"[pipeline] {stage}: done for these params, skipped (--force reruns it)", flush=True)
             continue
         print(f"[pipeline] {stage}: running ...", flush=True)
-        _stamp_path(run_path, stage).unlink(missing_ok=True)
+        stamp_path(run_path, stage).unlink(missing_ok=True)
         seconds = run_stage(stage, params_path, run_path, force, kernel)
         timings[stage] = round(seconds, 1)
-        _stamp_path(run_path, stage).write_text(json.dumps({"params_hash": phash, "seconds": seconds}))
+        write_stamp(run_path, stage, phash, seconds)
         timings_path.write_text(json.dumps(timings, indent=2))
         print(f"[pipeline] {stage}: {seconds:.0f} s", flush=True)
 
