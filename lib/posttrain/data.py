@@ -102,7 +102,9 @@ def _load_raw(data: DataParams, split: str | None = None, streaming: bool | None
                                  streaming=data.streaming if streaming is None else streaming)
 
 
-def _limit_and_shuffle(ds: Dataset | IterableDataset, data: DataParams) -> Dataset | IterableDataset:
+def _limit_and_shuffle(ds: Dataset | IterableDataset, data: DataParams, shuffle: bool = True):
+    if not shuffle and not data.max_examples:
+        return ds
     if isinstance(ds, IterableDataset):
         ds = ds.shuffle(seed=data.seed, buffer_size=SHUFFLE_BUFFER)
         return ds.take(data.max_examples) if data.max_examples else ds
@@ -159,10 +161,11 @@ def load_sft_messages(data: DataParams) -> Dataset | IterableDataset:
     return load_sft_rows(data)[0]
 
 
-def load_sft_rows(data: DataParams, num_proc: int | None = None,
-                  streaming: bool | None = None) -> tuple[Dataset | IterableDataset, dict]:
+def load_sft_rows(data: DataParams, num_proc: int | None = None, streaming: bool | None = None,
+                  shuffle: bool = True) -> tuple[Dataset | IterableDataset, dict]:
     """load_sft_messages with `num_proc` processes and the hub's `streaming` overridden → (dataset, OCR-II join
-    counts by status, {} for other sources)."""
+    counts by status, {} for other sources). shuffle=False keeps the source's order (unless data.max_examples picks
+    a random subset)."""
     if data.source not in SFT_SOURCES:
         raise ValueError(f"data.source {data.source!r} is not an SFT source ({sorted(SFT_SOURCES)})")
     languages = data.languages or ["python", "cpp"]
@@ -187,13 +190,13 @@ def load_sft_rows(data: DataParams, num_proc: int | None = None,
         ds = datasets.interleave_datasets(parts, seed=data.seed, stopping_strategy="all_exhausted")
     else:
         ds = datasets.concatenate_datasets(parts)
-    return _limit_and_shuffle(ds, data), dict(join_counts)
+    return _limit_and_shuffle(ds, data, shuffle), dict(join_counts)
 
 
-def load_pretrain_text(data: DataParams, num_proc: int | None = None,
-                       streaming: bool | None = None) -> Dataset | IterableDataset:
+def load_pretrain_text(data: DataParams, num_proc: int | None = None, streaming: bool | None = None,
+                       shuffle: bool = True) -> Dataset | IterableDataset:
     """A pre-training dataset with a single `text` column (DCLM on the hub, or local files with a `text` field:
-    JSONL, .jsonl.zst / .jsonl.zstd as DCLM ships, parquet). num_proc, streaming: as in load_sft_rows."""
+    JSONL, .jsonl.zst / .jsonl.zstd as DCLM ships, parquet). num_proc, streaming, shuffle: as in load_sft_rows."""
     if data.source not in PRETRAIN_SOURCES:
         raise ValueError(f"data.source {data.source!r} is not a pre-training source ({sorted(PRETRAIN_SOURCES)})")
     ds = _load_raw(data, streaming=streaming)
@@ -203,7 +206,7 @@ def load_pretrain_text(data: DataParams, num_proc: int | None = None,
         return {"text": text}
     kwargs = {"num_proc": num_proc} if isinstance(ds, Dataset) else {}
     ds = ds.map(convert, with_indices=True, remove_columns=ds.column_names, **kwargs)
-    return _limit_and_shuffle(ds, data)
+    return _limit_and_shuffle(ds, data, shuffle)
 
 
 # ------------------------------------------------------------------------------------------------ tokenization
