@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+from pathlib import Path
 
 from posttrain import explore
 from posttrain.params import REPO_ROOT, load_study
@@ -121,8 +122,19 @@ def test_lcb_windows_counts():
 
 
 def test_plot_histograms_writes_png_and_pdf(tmp_path):
-    paths = explore.plot_histograms({"a": [1, 2, 3], "b": [5, 6]}, tmp_path / "h", "tokens", cut=2.5)
-    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+    fig = explore.plot_histograms({"a": [1, 2, 3], "b": [5, 6]}, tmp_path / "h", "tokens", cut=2.5)
+    paths = [tmp_path / "h.png", tmp_path / "h.pdf"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 2
+
+
+def test_many_histograms_wrap_to_rows_a_page_can_show():
+    """Six series were once one 24-inch row, squeezed to 993x120 px in JupyterLab: three panels to a row now."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        fig = explore.plot_histograms({str(i): [1, 2, 3] for i in range(6)}, Path(d) / "h", "tokens")
+    width, height = fig.get_size_inches()
+    assert width <= 10 and height >= 0.5 * width
 
 
 def test_sft_sources_table_shows_repo_relative_paths():

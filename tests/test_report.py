@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from posttrain import report
+from posttrain.mini.gates import check_gates
 from posttrain.eval_sets import BENCHMARK_DOMAIN, get_spec
 from posttrain.records import Record, records_relpath, write_records
 
@@ -442,7 +443,7 @@ def test_sft_scale_points_and_paired_gaps(tmp_path):
 
 def test_gap_narrows_claim_and_the_learning_floor_gate(tmp_path):
     results, spec = _scale_run(tmp_path)
-    gates = report.check_gates(results, spec, tmp_path)
+    gates = check_gates(results, spec, tmp_path)
     assert dict(zip(gates["gate"], gates["passed"])) == {"learning floor": True, "off the ceiling": False,
                                                           "instruments": True}
     summary, cases = report.check_claims(results, spec, tmp_path, pd.DataFrame(), n_boot=200, gates=gates)
@@ -453,7 +454,7 @@ def test_gap_narrows_claim_and_the_learning_floor_gate(tmp_path):
     assert summary.set_index("claim").loc[1, "verdict"] == "holds"  # 0%-Pre at 75 vs Base 0; its gates passed
 
     results, spec = _scale_run(tmp_path / "low", zero_last=1)  # 0%-Pre ends at 25%: below the floor
-    gates = report.check_gates(results, spec, tmp_path / "low")
+    gates = check_gates(results, spec, tmp_path / "low")
     summary, _ = report.check_claims(results, spec, tmp_path / "low", pd.DataFrame(), n_boot=200, gates=gates)
     assert summary.set_index("claim").loc[1, "verdict"] == "cannot decide (gate failed: learning floor)"
     assert summary.set_index("claim").loc[4, "verdict"] == "not checked (runs missing)"
@@ -465,7 +466,7 @@ def test_storage_gate_reads_the_fill_in_result(tmp_path):
     (tmp_path / "eval").mkdir(exist_ok=True)
     (tmp_path / "eval" / "fill_in.json").write_text(json.dumps({"facts": 8, "all": 0.75, "seen": 1.0,
                                                                  "held_out": 0.5}))
-    row = report.check_gates(results, spec, tmp_path).set_index("gate").loc["storage"]
+    row = check_gates(results, spec, tmp_path).set_index("gate").loc["storage"]
     assert row["value"] == 0.5 and not row["passed"] and row["needed by"] == "the knowledge probe"
 
 
@@ -492,7 +493,7 @@ def test_transfer_sanity_reads_the_loss_at_the_end_of_warmup(tmp_path):
                                                 for s, v in zip((1, 10, 20), losses)))
         runs.append(SimpleNamespace(arm=arm, domain="math", size="mini", output_dir=str(out),
                                     training=SimpleNamespace(warmup_steps=10)))
-    row = report.check_gates(results, spec, tmp_path, SimpleNamespace(sft=runs)).set_index("gate").loc[
+    row = check_gates(results, spec, tmp_path, SimpleNamespace(sft=runs)).set_index("gate").loc[
         "transfer sanity"]
     assert row["passed"] and row["value"] == "3 vs 4" and "step 10" in row["what"]
 

@@ -208,27 +208,24 @@ def reference_overlap(ngram: int, data_dir: Path = SHARED_DATA_DIR) -> pd.DataFr
 
 
 def plot_histograms(values: Mapping[str, list[float]], path_stem: str | Path, xlabel: str,
-                    cut: float | None = None, cut_label: str = "max_length") -> list[Path]:
-    """One histogram panel per named series, an optional vertical cut line; saved as PNG and PDF."""
-    import matplotlib
+                    cut: float | None = None, cut_label: str = "max_length"):
+    """One histogram panel per named series (three to a row), an optional vertical cut line; saved as PNG and PDF
+    at `path_stem` and returned (a notebook shows it by returning it)."""
+    from posttrain.figstyle import figure_style, new_figure, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(values), figsize=(4 * len(values), 3), squeeze=False)
-    for ax, (name, vals) in zip(axes[0], values.items()):
-        ax.hist(vals, bins=40, color="tab:blue", alpha=0.8)
-        if cut is not None:
-            over = float(np.mean(np.asarray(vals) > cut)) if len(vals) else 0.0
-            ax.axvline(cut, color="tab:red", linestyle="--", label=f"{cut_label} {cut:g} ({100 * over:.1f}% over)")
-            ax.legend(fontsize=8)
-        ax.set_title(f"{name} (n={len(vals)})")
-        ax.set_xlabel(xlabel)
-    fig.tight_layout()
+    ncols = min(3, len(values))
+    fig, axes = new_figure(-(-len(values) // ncols), ncols, panel=(3.4, 2.6))
+    with figure_style():
+        for ax, (name, vals) in zip(axes.flat, values.items()):
+            ax.hist(vals, bins=40, color="tab:blue", alpha=0.8)
+            if cut is not None:
+                over = float(np.mean(np.asarray(vals) > cut)) if len(vals) else 0.0
+                ax.axvline(cut, color="tab:red", linestyle="--", label=f"{cut_label} {cut:g} ({100 * over:.1f}% over)")
+                ax.legend(fontsize=8)
+            ax.set_title(f"{name} (n={len(vals)})")
+            ax.set_xlabel(xlabel)
+        for ax in list(axes.flat)[len(values):]:
+            ax.set_visible(False)
     stem = Path(path_stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    for p in paths:
-        fig.savefig(p, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return paths
+    save_figure(fig, stem.parent, stem.name)
+    return fig

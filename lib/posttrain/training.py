@@ -361,21 +361,22 @@ def _clock(seconds: float) -> str:
 
 
 def plot_loss_curves(runs: list[RunParams], path: str | Path):
-    """Training loss vs tokens seen, one line per run; saved to `path` (png) and returned."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for params in runs:
-        log_rows = read_loss_log(params.output_dir)
-        if log_rows:
-            ax.plot([r["tokens"] for r in log_rows], [r["loss"] for r in log_rows],
-                    label=f"{params.name} ({params.arm})")
-    ax.set(xlabel="training tokens", ylabel="training loss", yscale="log")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    """Training loss vs tokens seen, one line per run; saved to `path` (PNG, no timestamp) and returned (a notebook
+    shows it by returning it)."""
+    from posttrain.figstyle import figure_style, new_figure, save_figure
+
+    fig, axes = new_figure(1, 1, panel=(7, 4))
+    ax = axes[0][0]
+    with figure_style():
+        for params in runs:
+            log_rows = read_loss_log(params.output_dir)
+            if log_rows:
+                ax.plot([r["tokens"] for r in log_rows], [r["loss"] for r in log_rows],
+                        label=f"{params.name} ({params.arm})")
+        ax.set(xlabel="training tokens", ylabel="training loss", yscale="log")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    path = Path(path)
+    save_figure(fig, path.parent, path.stem, formats=(path.suffix or ".png",))
     return fig
 
 

@@ -8,10 +8,10 @@
     files    the files the pipeline needs (report/*.md, *.tex, figures, manifest), written last
 
 notebooks/04_report.ipynb computes and draws each section in its own cell from these; `write_report` does the
-same in one call for headless use and tests. The miniature's gates are posttrain.mini.gates.
+same in one call for headless use and tests. The miniature's gates are posttrain.mini.gates (it imports this
+package; this package imports it only inside build_report).
 """
 from posttrain.metrics import joint_bootstrap_gap, joint_bootstrap_gap_over_seeds  # noqa: F401
-from posttrain.mini.gates import check_gates  # noqa: F401
 from posttrain.records import RESULT_COLUMNS  # noqa: F401
 from posttrain.report.claims import (_CLAIM_CASES, CLAIM_RULE, case_verdict, check_claims, claim_verdict,  # noqa: F401
                                      load_claims)

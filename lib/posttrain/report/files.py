@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from posttrain.mini.gates import check_gates
 from posttrain.params import REPO_ROOT, repo_relative
 from posttrain.records import results_path
 from posttrain.report.claims import check_claims
@@ -13,7 +12,7 @@ from posttrain.figstyle import save_figure
 from posttrain.report.figures import plot_curves, plot_gap_closure, plot_headline, plot_sft_scale
 from posttrain.report.select import ReportSpec, load_results, spec_from
 from posttrain.report.stats import example_outputs, gap_closure, headline_bars, sft_scale
-from posttrain.report.tables import (_examples_markdown, _markdown_pages, build_tables, format_table, table_captions,
+from posttrain.report.tables import (examples_markdown, _markdown_pages, build_tables, format_table, table_captions,
                                      to_latex)
 
 def build_report(study=None, *, run_dir: str | Path | None = None, results_csv: str | Path | None = None,
@@ -34,6 +33,8 @@ def build_report(study=None, *, run_dir: str | Path | None = None, results_csv: 
         notes = {k: ["no results yet: eval/results.csv is missing or empty"] for k in tables}
     tables["gap_closure"], notes["gap_closure"] = gap_closure(results, spec, run_dir, n_boot, seed)
     tables["sft_scale"] = sft_scale(results, spec, run_dir, n_boot, seed)
+    from posttrain.mini.gates import check_gates  # deferred: mini.gates imports this package
+
     tables["gates"] = check_gates(results, spec, run_dir, study)
     tables["claims"], tables["claim_cases"] = check_claims(results, spec, run_dir, tables["gap_closure"], n_boot,
                                                            seed, gates=tables["gates"])
@@ -135,7 +136,7 @@ def _write_tables(report_dir: Path, tables, notes, captions, markdown: dict[str,
                                                              captions[name]))
             files.append(report_dir / f"{name}.tex")
     if not examples.empty:
-        (report_dir / "examples.md").write_text(_examples_markdown(examples))
+        (report_dir / "examples.md").write_text(examples_markdown(examples))
         files.append(report_dir / "examples.md")
     return files
 

@@ -260,3 +260,21 @@ def fmt_ci(value, lo, hi) -> str:
         return MISSING
     ci = f" [{lo:.1f}, {hi:.1f}]" if np.isfinite(lo) and np.isfinite(hi) else " (no CI)"
     return f"{value:.1f}{ci}"
+
+
+class NoResultsYet(RuntimeError):
+    """The study has not been evaluated in this run directory: nothing to report, and nothing is touched."""
+
+
+def require_results(study, params_path: str | None = None) -> pd.DataFrame:
+    """eval/results.csv of the study's run, checked; NoResultsYet, saying how to make it, when there is none."""
+    from posttrain.params import repo_relative
+    from posttrain.records import results_path
+
+    path = results_path(study.run_dir)
+    if not path.is_file():
+        how = f"make demo PARAMS={params_path}" if params_path else "make demo PARAMS=<this study's YAML>"
+        raise NoResultsYet(f"study {study.name!r} has no evaluation results: {repo_relative(path)} does not exist. "
+                           f"Run the study first ({how}, or notebooks 00-03 with these params); this notebook "
+                           "wrote and deleted nothing.")
+    return load_results(path)

@@ -139,20 +139,20 @@ def claims_markdown(summary: pd.DataFrame, spec: ReportSpec) -> str:
     return to_markdown(shown, caption=caption.strip())
 
 
-def _format_cases(cases: pd.DataFrame) -> pd.DataFrame:
+def format_cases(cases: pd.DataFrame) -> pd.DataFrame:
     out = cases.copy()
     out["this run (95% CI)"] = [fmt_ci(v, lo, hi) for v, lo, hi in zip(out["value"], out["lo"], out["hi"])]
     return out[["claim", "case", "this run (95% CI)", "verdict", "note"]].fillna("")
 
 
-def _format_gates(gates: pd.DataFrame) -> pd.DataFrame:
+def format_gates(gates: pd.DataFrame) -> pd.DataFrame:
     out = gates.copy()
     out["value"] = [f"{100 * v:.1f}%" if isinstance(v, float) else v for v in out["value"]]
     out["passed"] = out["passed"].map({True: "yes", False: "**no**"})
     return out
 
 
-def _format_scale(scale: pd.DataFrame) -> pd.DataFrame:
+def format_scale(scale: pd.DataFrame) -> pd.DataFrame:
     out = scale[["size", "domain", "benchmark", "arm", "step"]].copy()
     out["SFT tokens"] = scale["sft_tokens"].map(lambda t: f"{t:,.0f}")
     gap = scale["arm"] == "100%-Pre − 0%-Pre"
@@ -163,7 +163,7 @@ def _format_scale(scale: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _format_gaps(gaps: pd.DataFrame) -> pd.DataFrame:
+def format_gaps(gaps: pd.DataFrame) -> pd.DataFrame:
     """pass@1 of the three arms, the gap 100%-Pre − 0%-Pre and the gap closure, in %, each CI beside its value."""
     pct = lambda v: MISSING if pd.isna(v) else f"{100 * v:.1f}"  # noqa: E731
     short = gaps["short_arm"].iloc[0] if len(gaps) else "short"
@@ -187,7 +187,7 @@ def examples_overview(examples: pd.DataFrame) -> pd.DataFrame:
             .reindex(columns=[a for a in ARM_ORDER if a in set(examples["arm"])]).rename_axis(columns=None))
 
 
-def _examples_markdown(examples: pd.DataFrame) -> str:
+def examples_markdown(examples: pd.DataFrame) -> str:
     lines = ["# Graded example outputs (first sample, final checkpoints)", ""]
     for (size, bench, pid), group in examples.groupby(["size", "benchmark", "problem_id"], sort=False):
         lines += [f"## {bench} / {pid} (size {size})", "", "> " + group["problem"].iloc[0].replace("\n", "\n> "), ""]
@@ -209,15 +209,15 @@ def _markdown_pages(tables, notes, captions: dict[str, str], spec: ReportSpec) -
         if table.empty or name == "claims":
             continue
         if name == "claim_cases":
-            pages[name] = to_markdown(_format_cases(table), caption=f"Rule: {CLAIM_RULE}")
+            pages[name] = to_markdown(format_cases(table), caption=f"Rule: {CLAIM_RULE}")
         elif name == "gap_closure":  # its notes are its `note` column
-            pages[name] = to_markdown(_format_gaps(table))
+            pages[name] = to_markdown(format_gaps(table))
         elif name == "gates":
-            pages[name] = to_markdown(_format_gates(table), caption=(
+            pages[name] = to_markdown(format_gates(table), caption=(
                 "Checked before any comparison is read (docs/miniature.md §8); a claim that needs a failed gate is "
                 "reported as 'cannot decide'."))
         elif name == "sft_scale":
-            pages[name] = to_markdown(_format_scale(table), caption=(
+            pages[name] = to_markdown(format_scale(table), caption=(
                 "pass@1 (%) per arm and checkpoint against SFT tokens (steps × tokens per step); rows "
                 "'100%-Pre − 0%-Pre' give the paired difference in points with its 95% CI."))
         else:
