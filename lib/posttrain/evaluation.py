@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from posttrain.eval_sets import COMPETITION_MATH, Problem, ProblemSet, get_spec, grading_item, load_benchmark
-from posttrain.params import EvalParams, StudyParams, params_hash
+from posttrain.params import EvalParams, StudyParams, params_hash, portable
 from posttrain.runs import CHECKPOINT_COMPLETE_FILE, evaluation_checkpoints
 from posttrain.records import (RESULT_COLUMNS, Record, graded_examples, read_jsonl, read_records,  # noqa: F401
                                records_dir, records_reference, results_path, write_records)
@@ -289,7 +289,8 @@ def _grade_batches(math_pairs: list, code_items: dict[str, list[dict]], params: 
 def score_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams, ckpt_dir: Path,
               run_dir: str | Path | None = None) -> list[dict]:
     """One results row per benchmark of the job (pass@k with 95% bootstrap CIs, over the current problem set).
-    Its `records` is the records file, relative to run_dir when under it."""
+    Its `records` is the records file, relative to run_dir when under it; its `path` the weights, `portable`
+    (`{run_dir}/sft/...`, `{repo}/...`, or as given: a hub id)."""
     from posttrain.metrics import score_problems
     out = []
     n = params.sampling.n
@@ -310,7 +311,7 @@ def score_job(job: EvalJob, problems: dict[str, ProblemSet], params: EvalParams,
                     "num_problems": len(pset), "num_ungradable": len(pset.ungradable),
                     **{c: scores.get(c, math.nan) for c in RESULT_COLUMNS if c.startswith("pass@")},
                     "truncation_rate": reasons.count("length") / len(reasons) if reasons else math.nan,
-                    "path": job.path, "grader": spec.grader_label,
+                    "path": portable(job.path, run_dir), "grader": spec.grader_label,
                     "records": records_reference(ckpt_dir / f"{bench}.jsonl", run_dir)})
     return out
 

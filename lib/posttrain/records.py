@@ -3,7 +3,8 @@
 One record per (model, checkpoint, benchmark, problem): the prompt, the n sampled responses and, once graded, one
 verdict per response. The records of one benchmark live in `eval/<model>/<checkpoint>/<benchmark>.jsonl` under the
 run dir (`records_path`); each results.csv row names its file in the `records` column (relative to the run dir), so
-the report never guesses. `path` stays the model weights that were evaluated.
+the report never guesses. `path` names the model weights that were evaluated, with the run dir and the
+repository written as `{run_dir}` / `{repo}` (`posttrain.params.portable`): no machine path in the table.
 
 Every JSONL file of the package (benchmark rows, generation shards, records) is read by `read_jsonl` and written by
 `write_jsonl`.
