@@ -24,5 +24,9 @@ else
   "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec triton 2>/dev/null || true
 fi
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name posttrain --display-name "posttrain (.venv)" >/dev/null
+# JupyterLab saves widget state (progress bars) with the notebook, so a reopened notebook shows them, not
+# "Error displaying widget: model not found".
+mkdir -p "$VENV/share/jupyter/lab/settings"
+echo '{"@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": true}}' > "$VENV/share/jupyter/lab/settings/overrides.json"
 "$VENV/bin/python" -c "import torch, transformers, trl, posttrain; print('setup_env: torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__)"
 echo "$want" > "$stamp"
