@@ -336,8 +336,11 @@ class Trainer(SFTTrainer):
         if self.args.should_save and not final.is_dir():
             partial = final.with_name(final.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
-            weights = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state_dict.items()}
-            self.accelerator.unwrap_model(self.model).save_pretrained(partial, state_dict=weights)
+            model = self.accelerator.unwrap_model(self.model)
+            tied = getattr(model, "all_tied_weights_keys", None) or {}  # e.g. lm_head -> embed_tokens: saved once
+            weights = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state_dict.items()
+                       if k not in tied}
+            model.save_pretrained(partial, state_dict=weights)
             self.processing_class.save_pretrained(partial)
             config = partial / "config.json"  # the config names the dtype the model trains in (fp32 master weights)
             config.write_text(json.dumps({**json.loads(config.read_text()), "dtype": "bfloat16"}, indent=2))
