@@ -195,7 +195,21 @@ def _run_stages(params_path: str | Path, run_dir: str | None, force: bool, only:
         print(f"[pipeline] report: {repo_relative(pages['index'])}")
     print("[pipeline] wall time per stage (s): " + ", ".join(f"{k} {v}" for k, v in timings.items())
           + f" | total {sum(timings.values()):.0f}")
+    print_claims(run_path)
     return timings
+
+
+def print_claims(run_dir: Path) -> None:
+    """The claims and their verdicts (report/claims.csv, written by notebook 04) as the last thing a run prints."""
+    path = run_dir / "report" / "claims.csv"
+    if not path.is_file():
+        return
+    import csv
+    rows = [{**r, "statement": r["statement"].split(" (")[0]} for r in csv.DictReader(path.open())]  # no asides
+    width = max(len(r["statement"]) for r in rows) + 4 if rows else 0
+    print(f"[pipeline] the paper's claims in this run ({repo_relative(path.with_name('claims.md'))}):")
+    for r in rows:
+        print(f"  {(r['claim'] + '. ' + r['statement']):<{width}} {r['verdict']}")
 
 
 def main(argv: list[str] | None = None) -> int:
