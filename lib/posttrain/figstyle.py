@@ -4,6 +4,7 @@ draws the same figure rewrites the same bytes and leaves a committed figure unch
 from __future__ import annotations
 
 import contextlib
+import io
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +21,17 @@ STYLE = {
 _NO_STAMPS = {".pdf": {"CreationDate": None, "Producer": None, "Creator": None}, ".png": {"Software": None}}
 
 
+class NotebookFigure(Figure):
+    """A Figure that shows itself in a notebook when returned or display()-ed, at the page's scale (100 dpi): it is
+    made outside pyplot, so no backend draws it twice, and nothing depends on `%matplotlib inline` being set up."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        with figure_style():
+            self.savefig(buf, format="png", dpi=STYLE["figure.dpi"], bbox_inches="tight")
+        return buf.getvalue()
+
+
 @contextlib.contextmanager
 def figure_style():
     """Artists made inside take the house style (rcParams are read when an artist is created)."""
@@ -33,7 +45,7 @@ def new_figure(nrows: int = 1, ncols: int = 1, panel: tuple[float, float] = (4.0
     width = min(MAX_WIDTH, panel[0] * ncols)
     height = panel[1] * nrows * (width / (panel[0] * ncols)) ** 0.5  # keep panels from getting flat when shrunk
     with figure_style():
-        fig = Figure(figsize=(width, height), layout="constrained")
+        fig = NotebookFigure(figsize=(width, height), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False, **subplots_kw)
     return fig, axes
 

@@ -24,14 +24,15 @@ def check_gates(results: pd.DataFrame, spec: ReportSpec, run_dir, study=None, cl
         return pd.DataFrame(columns=GATE_COLUMNS)
     t = thresholds or getattr(getattr(study, "report", None), "gates", None) or GateParams()
     FLOOR, CEILING, BASE_CEILING, STORAGE = t.learning_floor, t.off_the_ceiling, t.instruments, t.storage
-    needs = {c["id"]: c["needs_gates"] for c in claims or load_claims()}
+    needs = {number: c["needs_gates"] for number, c in enumerate(claims or load_claims(), 1)}  # claim numbers
     bench, rows = spec.domains["math"][0], []
 
     def add(gate, size, what, value, threshold, passed):
-        needed = [c for c, gates in needs.items() if gate in gates] or [
-            {"storage": "the knowledge probe"}.get(gate, "no claim (a warning)")]
+        needed = [n for n, gates in needs.items() if gate in gates]
+        label = (("claim " if len(needed) == 1 else "claims ") + ", ".join(map(str, needed)) if needed else
+                 {"storage": "the knowledge probe"}.get(gate, "no claim (a warning)"))
         rows.append({"gate": gate, "size": size, "what": what, "value": value, "threshold": threshold,
-                     "passed": passed, "needed by": ", ".join(needed)})
+                     "passed": passed, "needed by": label})
 
     for size in spec.sizes:
         zero, full = (scores_at(results, a, size, "math", bench) for a in ("0%-Pre", "100%-Pre"))
@@ -61,6 +62,7 @@ def check_gates(results: pd.DataFrame, spec: ReportSpec, run_dir, study=None, cl
     if fill_in.is_file():
         f = json.loads(fill_in.read_text())
         v = min(x for x in (f.get("seen"), f.get("held_out")) if x is not None)
-        add("storage", "—", f"Base fill-in accuracy, {f['facts']} facts (seen {f['seen']}, held-out {f['held_out']})",
+        add("storage", "—", f"Base fill-in accuracy, {f['facts']} facts (seen towns {100 * f['seen']:.1f}%, held-out "
+            f"{100 * f['held_out']:.1f}%)",
             v, f">= {STORAGE:.0%}", bool(v >= STORAGE))
     return pd.DataFrame(rows, columns=GATE_COLUMNS)
