@@ -19,8 +19,9 @@ test: setup  ## unit tests + the smoke chain end to end
 unit: setup  ## unit tests only (skips the slow end-to-end ones)
 	$(PY) -m pytest -q -rs -m "not slow" tests
 
-lab: setup
-	.venv/bin/jupyter lab notebooks/
+lab: setup  ## JupyterLab at the repository root (README, docs/, figures/, runs/ reachable), opened on notebooks/
+	.venv/bin/jupyter lab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks \
+	  --config=scripts/jupyter_lab_config.py $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
 
 clean-runs:
 	rm -rf runs/

@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PY=${PYTHON:-python3}
 stamp="$VENV/.posttrain-installed"
+# Committed notebooks carry no outputs: a git filter strips them whenever git reads one (.gitattributes), so running
+# or saving a notebook leaves the repository clean. Registered on every run (cheap); a no-op without git.
+"$PY" scripts/strip_notebooks.py --install >/dev/null
 want=$(cat pyproject.toml constraints-cpu.txt scripts/setup_env.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 
