@@ -53,6 +53,8 @@ ARMS = {"0pre": "0%-Pre", "0.1pre": "0.1%-Pre", "100pre": "100%-Pre"}  # file su
 SFT_DATA = {"math": {"source": "open_math_reasoning", "split": "cot"},
             "code": {"source": "open_code_reasoning_2", "languages": ["python", "cpp"]}}
 OUTPUT_ROOT = "{run_dir}"
+# Tokenized, packed training data (python -m posttrain.prepare): hub data is read only prepared, once per dataset.
+PREPARED_DIR = f"{OUTPUT_ROOT}/prepared"
 
 
 def step_seconds(size: str) -> float:
@@ -99,7 +101,7 @@ def pretrain_run(size: str) -> tuple[str, dict]:
         "name": name, "arm": "0.1%-Pre", "size": size, "output_dir": f"{OUTPUT_ROOT}/pretrain/{name}",
         "model": {"name_or_path": SIZES[size][0], "init": "scratch", "depth_scaled_init": "paper", "init_seed": 0,
                   "dtype": "bfloat16"},
-        "data": {"source": "dclm", "streaming": True, "seed": 0},
+        "data": {"source": "dclm", "streaming": True, "seed": 0, "prepared_dir": PREPARED_DIR},
         "training": {"stage": "pretrain", "max_length": SEQ_LEN, "learning_rate": 1.0e-4,
                      "lr_scheduler": "constant_with_warmup", "warmup_steps": 500, "max_steps": None,
                      "token_budget": 10_000_000_000, "tokens_per_step": TOKENS_PER_STEP,
@@ -129,7 +131,7 @@ def sft_run(domain: str, size: str, arm_suffix: str) -> tuple[str, dict]:
     params = {
         "name": name, "arm": ARMS[arm_suffix], "size": size, "domain": domain,
         "output_dir": f"{OUTPUT_ROOT}/sft/{name}", "model": _sft_model(size, arm_suffix),
-        "data": {**SFT_DATA[domain], "streaming": True, "seed": 0},
+        "data": {**SFT_DATA[domain], "streaming": True, "seed": 0, "prepared_dir": PREPARED_DIR},
         "training": {"stage": "sft", "max_length": SEQ_LEN, "learning_rate": 3.0e-4, "lr_scheduler": "cosine",
                      "warmup_steps": 2000, "max_steps": 50000, "tokens_per_step": TOKENS_PER_STEP,
                      "per_device_batch_size": 1, "assistant_only_loss": True, "packing": True,
