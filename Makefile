@@ -7,8 +7,12 @@ PARAMS ?= params/mini.yaml
 setup:
 	@bash scripts/setup_env.sh
 
-demo: setup  ## the paper in miniature (params/mini.yaml), or PARAMS=... for another study
-	$(PY) -m posttrain.pipeline $(PARAMS) $(ARGS)
+# SUBMIT=slurm: the same chain as a SLURM job graph on CLUSTER's cluster file, waiting for it to end
+# (scripts/local_slurm.sh start gives this machine a one-node cluster).
+CLUSTER ?= configs/slurm/local.yaml
+
+demo: setup  ## the paper in miniature (params/mini.yaml), or PARAMS=... for another study; SUBMIT=slurm for SLURM
+	$(PY) -m posttrain.pipeline $(PARAMS) $(if $(SUBMIT),--submit $(SUBMIT) --cluster $(CLUSTER) --wait) $(ARGS)
 
 smoke: setup  ## the smallest end-to-end run of the whole chain (what CI runs)
 	$(PY) -m posttrain.pipeline params/smoke.yaml $(ARGS)

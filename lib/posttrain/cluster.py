@@ -87,7 +87,10 @@ def _prepared(runs: list[RunParams]) -> bool:
     if not runs:
         return True
     from posttrain.prepare import is_prepared  # torch and datasets: only for studies that prepare data
-    return all(is_prepared(r) for r in runs)
+    try:
+        return all(is_prepared(r) for r in runs)
+    except (OSError, ValueError):  # its tokenizer is not reachable from here: the setup job prepares (or skips)
+        return False
 
 
 def _training_jobs(cluster: ClusterParams, stage: str, runs: list[RunParams], after: list[str], workers: int,
@@ -292,11 +295,11 @@ def _state(job: Job, rec: dict | None, live: dict, exits: dict) -> tuple[str, st
     ran = {j: e for j, e in exits.items() if j.split("_")[0] == rec["job_id"]}
     bad = [j for j, e in ran.items() if e["exit"]]
     if bad:
-        return "failed", f"exit {ran[bad[0]]['exit']} (job {bad[0]})"
+        return "failed", f"exit {ran[bad[0]]['exit']}" + (f" (task {bad[0]})" if "_" in bad[0] else "")
     if ran:
         return "failed", "exited 0 without its done marker"
     states = ", ".join(sorted({s.lower() for s, _ in mine.values()})) or "gone from the queue"
-    return "failed", f"never ran ({states}): a job it waits for failed, or it was cancelled"
+    return "cancelled", f"never ran ({states}): a job it waits for failed, or it was cancelled"
 
 
 def job_states(study: StudyParams, jobs: list[Job]) -> list[dict]:
@@ -310,8 +313,8 @@ def job_states(study: StudyParams, jobs: list[Job]) -> list[dict]:
         rec = records.get(job.key)
         state, detail = _state(job, rec, live, exits)
         log = rec["log"] if rec else ""
-        if state == "failed" and detail.startswith("exit") and "_%a" in log:
-            log = log.replace(f"{rec['job_id']}_%a", detail.split("(job ")[1].rstrip(")"))
+        if "(task " in detail:
+            log = log.replace(f"{rec['job_id']}_%a", detail.split("(task ")[1].rstrip(")"))
         steps = [f"{r.name} step {max([s for s, _ in list_checkpoints(r.output_dir)] or [0])} of "
                  f"{planned_checkpoint_steps(r)[-1]}" for r in job.runs]
         rows.append({"job": job.key, "state": state, "id": rec["job_id"] if rec else "", "log": log,
@@ -329,7 +332,8 @@ def print_status(params_path: str | Path, run_dir: str | None, cluster_path: str
     rows = job_states(study, build_graph(study, resolve_repo_path(params_path), cluster))
     width = max(len(r["job"]) for r in rows)
     for r in rows:
-        print(f"  {r['job']:<{width}}  {r['state']:<13} {r['id']:>8}  {r['log']}  {r['detail']}".rstrip())
+        log = r["log"] if r["log"] and Path(r["log"].replace("%a", "0")).exists() else ""
+        print(f"  {r['job']:<{width}}  {r['state']:<13} {r['id']:>8}  {log}  {r['detail']}".rstrip())
     return 0 if all(r["state"] == "done" for r in rows) else 1
 
 
@@ -357,13 +361,15 @@ def wait_for(study: StudyParams, jobs: list[Job], poll_s: float = 5.0) -> int:
             break
         time.sleep(poll_s)
     rows = job_states(study, jobs)
-    failed = [r for r in rows if r["state"] != "done"]
+    failed = [r for r in rows if r["state"] == "failed"]
     for r in failed:
-        print(f"[cluster] {r['job']} (job {r['id'] or '-'}): {r['state']}, {r['detail']}; log {r['log']}",
-              file=sys.stderr)
-    if not failed:
+        print(f"[cluster] FAILED {r['job']} (job {r['id']}): {r['detail']}; log {r['log']}", file=sys.stderr)
+    skipped = [r["job"] for r in rows if r["state"] not in ("done", "failed")]
+    if skipped:
+        print(f"[cluster] not run because of it: {', '.join(skipped)}", file=sys.stderr)
+    if not failed and not skipped:
         print(f"[cluster] all {len(rows)} jobs done; report {repo_relative(Path(study.run_dir))}/index.html")
-    return 1 if failed else 0
+    return 1 if failed or skipped else 0
 
 
 # ------------------------------------------------------------------------------------------------ job entry points

@@ -208,7 +208,7 @@ def queue(job_ids: list[str]) -> dict[str, tuple[str, str]]:
     for line in out.splitlines():
         job, task, state, reason = line.split("|", 3)
         if job in job_ids:
-            states[job if task in ("N/A", "") else f"{job}_{task}"] = (state, reason)
+            states[job if task in ("N/A", "(null)", "") else f"{job}_{task}"] = (state, reason)
     return states
 
 
