@@ -11,7 +11,7 @@ import yaml
 
 from posttrain.metrics import bootstrap_over_seeds, bootstrap_stat, difference_stat
 from posttrain.report.select import (MISSING, ReportSpec, arm_checkpoints, final_checkpoints, fmt_ci, model_row,
-                                     paired_arrays, seed_group_arrays, sft_tokens)
+                                     paired_arrays, seed_group_arrays, sft_tokens, unfinished_runs)
 
 CLAIMS_FILE = Path(__file__).parent.parent / "paper_claims.yaml"
 
@@ -149,7 +149,7 @@ def _cases_cross_domain(ctx) -> list[dict]:
                     value, lo, hi = (bootstrap_stat(arrays, np.mean, *ctx["boot"]) if arrays else
                                      (row["pass@1"], row["pass@1_lo"], row["pass@1_hi"]))
                     cases.append({"case": f"{arm} {model_domain}-SFT on {bench} ({size})", "value": 100 * value,
-                                  "lo": 100 * lo, "hi": 100 * hi, "note": ""})
+                                  "lo": 100 * lo, "hi": 100 * hi, "note": "", "_size": size})
     return cases
 
 
@@ -206,6 +206,16 @@ _CLAIM_CASES = {"scratch_sft_beats_base": _cases_scratch_vs_base, "pretraining_l
 GATE_COLUMNS = ["gate", "size", "what", "value", "threshold", "passed", "needed by"]
 
 
+def _set_aside_unfinished(found: list[dict], unfinished: dict[str, list[str]], spec: ReportSpec) -> None:
+    """A case resting on a run that has not reached its planned final step is shown, flagged "step k of N", and
+    does not decide its claim."""
+    for c in found:
+        sizes = spec.seed_groups.get(c["_group"], []) if "_group" in c else [c.get("_size")]
+        runs = [r for size in sizes for r in unfinished.get(size, [])]
+        if runs:
+            c["verdict"] = "unfinished run (does not decide): " + "; ".join(runs)
+
+
 def _gate_verdict(claim: dict, gates: pd.DataFrame) -> str | None:
     """'cannot decide (...)' when a gate this claim needs failed, else None."""
     if gates.empty:
@@ -227,14 +237,21 @@ def check_claims(results: pd.DataFrame, spec: ReportSpec, run_dir, gaps: pd.Data
     ctx = {"final": final, "results": results, "run_dir": run_dir, "spec": spec, "gaps": gaps, "boot": (n_boot, seed),
            "in_domain": [(s, d, b) for s in spec.sizes for d, bs in spec.domains.items() for b in bs],
            "args": lambda size, domain, bench: (final, run_dir, size, domain, bench)}
-    summary, cases = [], []
+    summary, cases, unfinished = [], [], unfinished_runs(results, spec)
     for number, claim in enumerate(claims, 1):
         found = _CLAIM_CASES[claim["id"]](ctx)
         _superseded_by_pools(found, spec)
+        _set_aside_unfinished(found, unfinished, spec)
         for c in found:
             c.setdefault("verdict", case_verdict(c["lo"], c["hi"], claim["holds_if"]))
             cases.append({"claim": number, **c})
-        deciding = [c for c in found if not c["verdict"].startswith("one seed of")]
+        deciding = [c for c in found if not c["verdict"].startswith(("one seed of", "unfinished run"))]
+        if found and not deciding and any(c["verdict"].startswith("unfinished run") for c in found):
+            summary.append({"claim": number, "statement": claim["claim"], "paper": claim["reference"],
+                            "source": claim["source"], "measure": claim["measure"],
+                            "region": region_text(claim["holds_if"]), "this run (95% CI)": MISSING,
+                            "verdict": "cannot decide (its runs are unfinished: see the cases)"})
+            continue
         summary.append({"claim": number, "statement": claim["claim"], "paper": claim["reference"],
                         "source": claim["source"], "measure": claim["measure"],
                         "region": region_text(claim["holds_if"]), "this run (95% CI)": _run_figure(deciding),

@@ -127,6 +127,7 @@ class ReportSpec:
     # group -> sizes that are training-seed replicates of one configuration (ReportParams.seed_groups)
     seed_groups: dict[str, list[str]] = field(default_factory=dict)
     plan_known: bool = False  # expected_sft comes from the study's params (else only from the results found)
+    planned_steps: dict[str, int] = field(default_factory=dict)  # SFT run name -> its planned final step
 
     @property
     def short_arm(self) -> str | None:
@@ -158,16 +159,18 @@ def spec_from(results: pd.DataFrame, study=None, sizes: list[str] | None = None,
     domains = {d: [b for b in domains[d] if b not in PROBES]
                for d in sorted(domains, key=lambda d: (d != "math", d != "code", d))}
     layout = layout or ("miniature" if any(b.startswith("mini_") for b in benches) else "paper")
-    tokens_per_step, seed_groups = {}, {}
+    tokens_per_step, seed_groups, planned_steps = {}, {}, {}
     if study is not None:
-        tokens_per_step = {r.name: resolve_schedule(r, launch_world_size(r))["tokens_per_step"] for r in study.sft}
+        schedules = {r.name: resolve_schedule(r, launch_world_size(r)) for r in study.sft}
+        tokens_per_step = {name: sched["tokens_per_step"] for name, sched in schedules.items()}
+        planned_steps = {name: sched["max_steps"] for name, sched in schedules.items()}
         seed_groups = {g: list(ms) for g, ms in study.report.seed_groups.items()}
     sizes = list(sizes or found_sizes)
     return ReportSpec(sizes=sizes, arms=[a for a in ARM_ORDER if a in arms],
                       domains={d: bs for d, bs in domains.items() if bs}, layout=layout, expected_sft=expected,
                       probes=probes, tokens_per_step=tokens_per_step,
                       seed_groups={g: [m for m in ms if m in sizes] for g, ms in seed_groups.items()},
-                      plan_known=study is not None)
+                      plan_known=study is not None, planned_steps=planned_steps)
 
 
 def domain_of(benchmark: str, results: pd.DataFrame) -> str:
@@ -253,6 +256,18 @@ def arm_checkpoints(results: pd.DataFrame, size: str, domain: str, bench: str):
 def scores_at(results: pd.DataFrame, arm: str, size: str, domain: str, bench: str) -> pd.DataFrame:
     rows = results[(results["arm"] == arm) & (results["size"] == size) & (results["benchmark"] == bench)]
     return rows if arm == "Base" else rows[rows["train_domain"] == domain].sort_values("step")
+
+
+def unfinished_runs(results: pd.DataFrame, spec: ReportSpec) -> dict[str, list[str]]:
+    """size -> "model at step k of N" for each SFT run whose last evaluated checkpoint is before its planned final
+    step (a cluster run still training, or stopped): its numbers are not the run's result."""
+    found: dict[str, list[str]] = {}
+    last = results[results["arm"] != "Base"].groupby(["model", "size"])["step"].max()
+    for (model, size), step in last.items():
+        planned = spec.planned_steps.get(model)
+        if planned and step < planned:
+            found.setdefault(size, []).append(f"{model} at step {step} of {planned}")
+    return found
 
 
 def fmt_ci(value, lo, hi) -> str:

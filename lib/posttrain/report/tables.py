@@ -10,7 +10,7 @@ from posttrain.eval_sets import BENCHMARK_DOMAIN, BENCHMARKS, PAPER_COMPETITIONS
 from posttrain.records import ARM_ORDER
 from posttrain.report.claims import CLAIM_RULE
 from posttrain.report.select import (ARM_LABELS, LAYOUTS, METRICS, MISSING, ReportSpec, columns_for, describe_model,
-                                     final_checkpoints, fmt_ci, model_rows)
+                                     final_checkpoints, fmt_ci, model_rows, unfinished_runs)
 
 def _cell_table(final, spec: ReportSpec, columns: dict[str, list[str]], model_domain_of, arms) -> tuple:
     """Rows (size, arm), columns (column, metric): mean of `metric` over the column's benchmarks, NaN if any
@@ -58,7 +58,9 @@ def build_tables(results: pd.DataFrame, spec: ReportSpec) -> tuple[dict[str, pd.
         if model_domain in spec.domains and cols:
             name = f"table3_{model_domain}_sft_on_{other}"
             tables[name], notes[name] = _cell_table(final, spec, cols, lambda _d, m=model_domain: m, spec.arms)
-    return tables, notes
+    flagged = [f"unfinished: {run} (its row is not the run's result)"
+               for runs in unfinished_runs(results, spec).values() for run in runs]
+    return tables, {name: table_notes + flagged for name, table_notes in notes.items()}
 
 
 def benchmark_caption(benchmarks, results: pd.DataFrame | None = None) -> str:
