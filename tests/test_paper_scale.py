@@ -152,7 +152,7 @@ def test_short_pretraining_then_sft_from_its_final_checkpoint_with_snapshots(toy
     train_in_process(pre)
     assert [p.name for _, p in list_checkpoints(pre.output_dir)] == ["checkpoint-4", "checkpoint-6"]  # pruned to 2
     summary = train_in_process(sft)
-    assert summary["init_checkpoint"] == str(toy / "pre" / "checkpoint-6") and summary["init_step"] == 6
+    assert summary["init_checkpoint"] == "../pre/checkpoint-6" and summary["init_step"] == 6  # from output_dir
     assert summary["init_run"] == "pre" and read_done(sft)["init_checkpoint"] == summary["init_checkpoint"]
     assert summary["attn_implementation"] == "sdpa"
 
@@ -182,3 +182,16 @@ def test_short_pretraining_then_sft_from_its_final_checkpoint_with_snapshots(toy
         tags = set(events.Tags()["scalars"])
         assert {"train/loss", "train/learning_rate", "train/grad_norm", "train/tokens_per_second"} <= tags
         assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 7))
+
+
+def test_report_to_reaches_transformers_integrations():
+    from posttrain.trainer import build_sft_config
+    stub = {"name": "x", "arm": "0%-Pre", "size": "mini", "domain": "math", "output_dir": "/tmp/x",
+            "model": {"name_or_path": "m", "init": "scratch"}, "data": {"source": "messages_jsonl"}}
+    got = {}
+    for tracker in ("none", "tensorboard", "trackio", "wandb"):
+        run = RunParams.model_validate({**stub, "training": {"stage": "sft", "max_length": 64, "tokens_per_step": 128,
+                                                              "use_cpu": True, "bf16": False, "report_to": tracker}})
+        got[tracker] = build_sft_config(run, {"max_steps": 2, "gradient_accumulation_steps": 1}).report_to
+    # tensorboard goes through posttrain.trainer.tracking_callbacks (a fixed log dir), the others through transformers
+    assert got == {"none": [], "tensorboard": [], "trackio": ["trackio"], "wandb": ["wandb"]}
