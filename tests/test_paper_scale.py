@@ -195,3 +195,18 @@ def test_report_to_reaches_transformers_integrations():
         got[tracker] = build_sft_config(run, {"max_steps": 2, "gradient_accumulation_steps": 1}).report_to
     # tensorboard goes through posttrain.trainer.tracking_callbacks (a fixed log dir), the others through transformers
     assert got == {"none": [], "tensorboard": [], "trackio": ["trackio"], "wandb": ["wandb"]}
+
+
+def test_a_run_that_writes_snapshots_is_evaluated_on_snapshots_only(tmp_path):
+    """Before its first snapshot a paper run has only resume checkpoints, which get pruned: nothing to evaluate yet."""
+    import yaml
+    run = tmp_path / "sft"
+    (run / "checkpoint-250").mkdir(parents=True)
+    (run / "checkpoint-250" / CHECKPOINT_COMPLETE_FILE).write_text("{}")
+    assert [s for s, _ in evaluation_checkpoints(run)] == [250]  # a run without snapshots: its checkpoints
+    (run / "params.resolved.yaml").write_text(yaml.safe_dump({"training": {"snapshot_steps": 5000}}))
+    assert evaluation_checkpoints(run) == []
+    (run / "snapshots" / "checkpoint-5000.partial").mkdir(parents=True)  # being written
+    assert evaluation_checkpoints(run) == []
+    (run / "snapshots" / "checkpoint-5000.partial").rename(run / "snapshots" / "checkpoint-5000")
+    assert evaluation_checkpoints(run) == [(5000, run / "snapshots" / "checkpoint-5000")]

@@ -25,6 +25,8 @@ import os
 import re
 from pathlib import Path
 
+import yaml
+
 from posttrain.params import RunParams, legacy_params_hash, params_hash
 from posttrain.records import read_jsonl
 
@@ -158,9 +160,14 @@ def list_snapshots(output_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def evaluation_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
-    """What evaluation reads from a run: its snapshots where it writes them (training.snapshot_steps), else its
-    complete checkpoint-N dirs."""
-    return list_snapshots(output_dir) or list_checkpoints(output_dir)
+    """What evaluation reads from a run: its snapshots where it writes them (training.snapshot_steps; none yet before
+    the first, never its resume checkpoints, which get pruned), else its complete checkpoint-N dirs."""
+    snapshots = list_snapshots(output_dir)
+    resolved = Path(output_dir) / RESOLVED_PARAMS
+    if snapshots or (resolved.is_file() and (yaml.safe_load(resolved.read_text()) or {}).get(
+            "training", {}).get("snapshot_steps")):
+        return snapshots
+    return list_checkpoints(output_dir)
 
 
 # ------------------------------------------------------------------------------------------------ outputs
