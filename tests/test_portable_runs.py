@@ -30,11 +30,12 @@ def _short(run, steps: int = 2) -> dict:
 
 def _study(run_dir: Path) -> StudyParams:
     """params/smoke.yaml with its run dir at `run_dir`, cut to what a test finishes in a minute: pre-training and
-    the math 0%-Pre run of 2 steps each; Base and that run evaluated on 2 mini_math problems."""
+    the math 0%-Pre and 100%-Pre runs (the latter starts from the pre-training) of 2 steps each; Base and both runs
+    evaluated on 2 mini_math problems."""
     study = load_study(SMOKE, str(run_dir))
     data = study.model_dump(mode="json")
     data["pretrain"] = [_short(r) for r in study.pretrain if r.name == "pretrain_full"]
-    data["sft"] = [_short(r) for r in study.sft if r.name == "math_0pre"]
+    data["sft"] = [_short(r) for r in study.sft if r.name in ("math_0pre", "math_100pre")]
     data["evaluate"].update(benchmarks={"math": ["mini_math"]}, curve_benchmarks=None, cross_domain=False,
                             checkpoints="final", limit=2, engine="hf",
                             sampling={**data["evaluate"]["sampling"], "n": 2, "max_tokens": 16})
@@ -55,7 +56,7 @@ def test_a_copied_and_renamed_run_dir_skips_all_finished_work(tmp_path, monkeypa
 
     first = _study(tmp_path / "a" / "runs" / "smoke")
     build_mini_setup(first.setup, first.run_dir)
-    assert [r["status"] for r in training.train_runs(first.pretrain + first.sft)] == ["done", "done"]
+    assert [r["status"] for r in training.train_runs(first.pretrain + first.sft)] == ["done"] * 3
     evaluation.run_evaluation(first, progress=False)
     results = Path(first.run_dir) / "eval" / "results.csv"
     before = results.read_text()
@@ -68,21 +69,22 @@ def test_a_copied_and_renamed_run_dir_skips_all_finished_work(tmp_path, monkeypa
     assert setup_is_current(second.setup, moved)
     assert all(is_done(r) for r in second.pretrain + second.sft)
     monkeypatch.setattr(training, "_run_local", lambda *a, **k: pytest.fail("a finished run was trained again"))
-    assert [r["status"] for r in training.train_runs(second.pretrain + second.sft)] == ["done", "done"]
+    assert [r["status"] for r in training.train_runs(second.pretrain + second.sft)] == ["done"] * 3
     monkeypatch.setattr(generation, "generate", lambda *a, **k: pytest.fail("finished problems generated again"))
     monkeypatch.setattr(math_grader, "grade_math_batch", lambda *a, **k: pytest.fail("graded samples graded again"))
     table = evaluation.run_evaluation(second, progress=False)
 
-    assert len(table) == 2 and set(table["num_problems"]) == {2}
+    assert len(table) == 3 and set(table["num_problems"]) == {2}
     assert (moved / "eval" / "results.csv").read_text() == before  # the same table, wherever the run dir lies
     assert sorted(table["path"]) == ["{run_dir}/pretrain/pretrain_full/checkpoint-2",
-                                     "{run_dir}/sft/math_0pre/checkpoint-2"]
+                                     "{run_dir}/sft/math_0pre/checkpoint-2", "{run_dir}/sft/math_100pre/checkpoint-2"]
     files = _files(moved)
-    assert len(files) == 6 and all(f.is_file() for f in files)
+    assert len(files) == 8 and all(f.is_file() for f in files)
     for f in files:
         assert str(tmp_path) not in f.read_text(), f"{f.relative_to(moved)} holds an absolute path"
-    done = json.loads((moved / "sft" / "math_0pre" / DONE_MARKER).read_text())
+    done = json.loads((moved / "sft" / "math_100pre" / DONE_MARKER).read_text())
     assert done["final_checkpoint"] == "checkpoint-2"
+    assert done["init_checkpoint"] == "../../pretrain/pretrain_full/checkpoint-2"  # relative to its output_dir
 
 
 def test_a_clone_of_the_repository_elsewhere_has_the_same_hashes(monkeypatch):

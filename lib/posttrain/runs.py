@@ -14,8 +14,8 @@ A run's output_dir holds:
     params.yaml            LAUNCH_PARAMS: the resolved params its launch command reads
     params.resolved.yaml   RESOLVED_PARAMS: the params the run actually trained with
     train.log              TRAIN_LOG: the run's console output (notebook launches)
-    done.json              DONE_MARKER: summary + params hash (+ the checkpoint an init=checkpoint run started from),
-                           written last
+    done.json              DONE_MARKER: summary + params hash (+ the checkpoint an init=checkpoint run started from,
+                           relative to output_dir: no absolute path, a run dir can move), written last
 """
 from __future__ import annotations
 

@@ -461,6 +461,8 @@ def train_in_process(params: RunParams, resume: bool = True) -> dict:
     start = start_checkpoint(params.model.checkpoint)[1] if params.model.init == "checkpoint" else {}
     if start:
         log.info("%s: starting from %s", params.name, start["init_checkpoint"])
+        # recorded relative to this run's output_dir: the run dir may move
+        start["init_checkpoint"] = os.path.relpath(start["init_checkpoint"], out)
     out.mkdir(parents=True, exist_ok=True)
     if int(os.environ.get("RANK", "0")) == 0:
         dump_params(params, out / RESOLVED_PARAMS)
