@@ -75,6 +75,13 @@ def test_dclm_zstd_prepared_for_pretraining(setup):
     assert max(map(len, ds["input_ids"])) <= 64  # long documents split across rows, none dropped
 
 
+def test_streamed_rows_are_stored_and_all_of_dclm_is_refused(setup):
+    rows = datasets.Dataset.from_dict({"text": ["a", "b", "c"]})
+    assert prepare._materialized(rows.to_iterable_dataset())["text"] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="DCLM-Baseline on the hub is ~4T tokens"):
+        prepare_run(run(setup, "all_dclm", {"source": "dclm"}, stage="pretrain"))
+
+
 def test_two_ranks_get_the_same_micro_batches_every_step_and_every_row_once_per_pass():
     """7 packed rows, 2 ranks × 2 rows × 2 accumulation = 8 rows a step: Accelerate's own sharding of the sampler
     gives both ranks 2 micro-batches every step; each pass's rows are all seen once, the pass's tail wrapping into

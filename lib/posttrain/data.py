@@ -97,9 +97,12 @@ def _load_raw(data: DataParams, split: str | None = None, streaming: bool | None
         return datasets.load_dataset(builder, data_files=files, split="train")
     if data.source in ("messages_jsonl", "text_jsonl"):
         raise FileNotFoundError(f"data.path: {data.path!r} does not exist (source {data.source!r} reads local files)")
+    streaming = data.streaming if streaming is None else streaming
+    if data.path and data.path.startswith("hf://"):  # some of a hub dataset's files, e.g. DCLM shards by glob
+        builder = next((b for end, b in LOCAL_FORMATS.items() if data.path.endswith(end)), "json")
+        return datasets.load_dataset(builder, data_files=data.path, split="train", streaming=streaming)
     hub_id = data.path or HUB_IDS[data.source]
-    return datasets.load_dataset(hub_id, data.subset, split=split, revision=data.revision,
-                                 streaming=data.streaming if streaming is None else streaming)
+    return datasets.load_dataset(hub_id, data.subset, split=split, revision=data.revision, streaming=streaming)
 
 
 def _limit_and_shuffle(ds: Dataset | IterableDataset, data: DataParams, shuffle: bool = True):

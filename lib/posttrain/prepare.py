@@ -157,17 +157,31 @@ def _token_counts(packed: Dataset) -> tuple[int, int]:
     return tokens, (pc.sum(pc.not_equal(labels, -100).cast("int64")).as_py() or 0)
 
 
+def _materialized(ds) -> Dataset:
+    """A streamed dataset's rows as a map-style one (read once, in this process)."""
+    if isinstance(ds, Dataset):
+        return ds
+    return Dataset.from_generator(_rows_of, gen_kwargs={"ds": ds})
+
+
+def _rows_of(ds):
+    yield from ds
+
+
 def _tokenized(params: RunParams, tokenizer, num_proc: int | None) -> tuple[Dataset, dict, dict]:
-    """→ (tokenized rows, rows {seen, used, dropped: {reason: n}}, join counts)."""
-    t = params.training
+    """→ (tokenized rows, rows {seen, used, dropped: {reason: n}}, join counts). Hub data downloads whole, except
+    with data.max_examples: then that many rows stream in (shuffled in a buffer) and only they are stored."""
+    t, d = params.training, params.data
+    stream = not is_local(d) and d.max_examples is not None
     if t.stage == "sft":
-        ds, join = load_sft_rows(params.data, num_proc=num_proc, streaming=False, shuffle=False)
+        ds, join = load_sft_rows(d, num_proc=None if stream else num_proc, streaming=stream, shuffle=stream)
+        ds = _materialized(ds)
         tokenized, counter = tokenize_sft(ds, tokenizer, t.max_length, t.assistant_only_loss, num_proc=num_proc)
         c = counter.as_dict()
         rows = {"seen": c["examples_seen"], "used": c["kept"],
                 "dropped": {"too_long": c["dropped_too_long"], "missing_question": c["skipped_missing_question"]}}
         return tokenized, rows, join
-    ds = load_pretrain_text(params.data, num_proc=num_proc, streaming=False, shuffle=False)
+    ds = _materialized(load_pretrain_text(d, num_proc=None if stream else num_proc, streaming=stream, shuffle=stream))
     # Long documents are split across packed rows (bfd_split), none is dropped.
     return tokenize_pretrain(ds, tokenizer, num_proc=num_proc), {"seen": len(ds), "used": len(ds), "dropped": {}}, {}
 
@@ -175,6 +189,11 @@ def _tokenized(params: RunParams, tokenizer, num_proc: int | None) -> tuple[Data
 def prepare_run(params: RunParams, num_proc: int | None = None, tokenizer=None) -> Path:
     """Prepare one run's data unless prepared with the same key; returns the manifest's path. Raises (after writing
     the manifest) when no row is usable, naming the source and the drop reasons."""
+    d = params.data
+    if d.source == "dclm" and not is_local(d) and d.max_examples is None and "*" not in (d.path or ""):
+        raise ValueError(f"{params.name}: DCLM-Baseline on the hub is ~4T tokens; prepare a part of it: set "
+                         "data.max_examples (documents, streamed) or data.path to a local copy or an hf:// glob of "
+                         "its shards")
     tokenizer = tokenizer or run_tokenizer(params)
     out = prepared_path(params, tokenizer)
     manifest = read_manifest(out)
@@ -238,6 +257,11 @@ def load_prepared(params: RunParams, tokenizer) -> tuple[Dataset, dict]:
                                 f"`python -m posttrain.prepare <this run's or study's params>` first")
     if manifest["packed_rows"] == 0:
         raise ValueError(f"{params.name}: {no_rows_message(manifest)} ({path / MANIFEST})")
+    t = params.training
+    planned = t.token_budget or (t.max_steps or 0) * t.tokens_per_step
+    if planned > manifest["tokens"]:
+        log.warning("%s: %d tokens planned, %d prepared: about %.1f passes over the data", params.name, planned,
+                    manifest["tokens"], planned / max(1, manifest["tokens"]))
     return datasets.load_from_disk(str(path / DATA_DIR)), {**manifest, "path": str(path)}
 
 
