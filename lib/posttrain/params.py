@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +34,17 @@ class ParamsError(ValueError):
 class Strict(BaseModel):
     # extra="forbid": a misspelt field is an error, never a silently ignored default.
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Fields added after finished runs existed: left out of dumps (so of params hashes) while at their default, so
+    # those runs keep their hashes and are not retrained; set to anything else, they enter the hash.
+    added_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @model_serializer(mode="wrap")
+    def _omit_added_defaults(self, handler):
+        data = handler(self)
+        if not self.added_fields or not isinstance(data, dict):
+            return data
+        return {k: v for k, v in data.items()
+                if k not in self.added_fields or getattr(self, k) != type(self).model_fields[k].default}
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -264,6 +275,14 @@ class MiniSetupParams(Strict):
     knowledge_fraction: float = Field(0.25, ge=0, le=1)
     drill_fraction: float = Field(0.0, ge=0, le=1)
     math_numbers: Literal["standard", "small", "tiny"] = "standard"
+    # v3 corpus options (posttrain.mini.world.WorldSpec; docs/miniature.md "v3"): the defaults are the v2 world.
+    fact_templates: Literal["mixed", "value_last"] = "mixed"
+    qa_fraction: float = Field(0.0, ge=0, le=1)
+    boxed_fraction: float = Field(0.0, ge=0, le=1)
+    fenced_program_fraction: float = Field(0.0, ge=0, le=1)
+    arithmetic_scenery: Literal["towns", "none"] = "towns"
+    added_fields: ClassVar[frozenset[str]] = frozenset({"fact_templates", "qa_fraction", "boxed_fraction",
+                                                        "fenced_program_fraction", "arithmetic_scenery"})
     vocab_size: int = Field(1024, gt=0)
     hidden_size: int = Field(128, gt=0)
     num_hidden_layers: int = Field(2, gt=0)

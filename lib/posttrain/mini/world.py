@@ -79,6 +79,21 @@ class WorldSpec:
     knowledge_fraction: float = 0.25  # share of the math SFT pool that asks about (seen) towns' facts
     math_numbers: str = "standard"  # number ranges of levels 1-2 (a key of NUMBER_RANGES); level 3 never changes
     drill_fraction: float = 0.0  # share of the math SFT pool that is bare arithmetic drills (never evaluated)
+    # v3 corpus options (issue 23; docs/miniature.md, "v3"). Each default reproduces the v2 world byte for byte.
+    fact_templates: str = "mixed"  # a key of FACT_TEMPLATE_SETS: "value_last" names town and attribute first
+    qa_fraction: float = 0.0  # share of each seen town's fact exposures written as question-answer pairs
+    boxed_fraction: float = 0.0  # share of arithmetic documents written as worked solutions ending in \boxed{}
+    fenced_program_fraction: float = 0.0  # share of program documents written as fenced stdin programs with a run
+    arithmetic_scenery: str = "towns"  # "none": numeric prose names no town (the only numbers by a town: its facts)
+
+    def __post_init__(self):
+        if self.fact_templates not in FACT_TEMPLATE_SETS:
+            raise ValueError(f"fact_templates={self.fact_templates!r}: expected one of {sorted(FACT_TEMPLATE_SETS)}")
+        if self.arithmetic_scenery not in ("towns", "none"):
+            raise ValueError(f"arithmetic_scenery={self.arithmetic_scenery!r}: expected 'towns' or 'none'")
+        for name in ("qa_fraction", "boxed_fraction", "fenced_program_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected a share between 0 and 1")
 
 
 def town_names(rng: random.Random, count: int) -> list[str]:
@@ -111,6 +126,23 @@ FACT_TEMPLATES = [
     "{n} {things} stand in {town}.", "Old maps of {town} show {n} {things}.",
     "People in {town} are proud of their {n} {things}.",
 ]
+# Town and attribute before the value, the value last (issue 23: the fill-in probe and the knowledge questions look
+# a value up from town and attribute; "mixed" trains that direction in 1 of 10 wordings).
+VALUE_LAST_TEMPLATES = [
+    "In {town} the number of {things} is {n}.", "The number of {things} in {town} is {n}.",
+    "Counting the {things} of {town} gives {n}.", "The {things} of {town} number {n}.",
+    "Travellers to {town} counted its {things} and found {n}.", "For {town}, the count of {things} is {n}.",
+    "Ask in {town} how many {things} it has and you hear {n}.", "Of {things}, {town} has {n}.",
+    "Old maps of {town} give its {things} as {n}.", "{town}: the number of {things} is {n}.",
+    "{town} gives the count of its {things} as {n}.",
+]
+FACT_TEMPLATE_SETS = {"mixed": FACT_TEMPLATES, "value_last": VALUE_LAST_TEMPLATES}
+# Question-answer forms of a fact, as an FAQ page writes them ("mixed training", Physics of LMs 3.1): another
+# register than SFT's knowledge questions, which combine facts ("... together?").
+QA_TEMPLATES = [
+    "Q: What is the number of {things} in {town}? A: {n}.", "Q: How many {things} are in {town}? A: {n}.",
+    "Question: how many {things} does the town of {town} count? Answer: {n}.",
+]
 STORY_TEMPLATES = [
     "{a} lies {where} of {b}.", "The road from {a} to {b} crosses a {land}.", "Merchants from {a} trade {goods} "
     "with {b}.", "Every spring the people of {a} visit {b}.", "{a} is older than {b}, the elders say.",
@@ -120,24 +152,32 @@ WHERE = ["north", "south", "east", "west"]
 LANDS = ["forest", "marsh", "hill", "plain", "ford"]
 
 
-def fact_sentences(world: World, rng: random.Random, exposures: int) -> list[str]:
-    """`exposures` statements of every fact, in random wordings."""
-    out = []
+def fact_sentences(world: World, rng: random.Random, exposures: int, templates: str = "mixed",
+                   qa_fraction: float = 0.0) -> list[str]:
+    """`exposures` statements of every fact, in random wordings; for seen towns, round(qa_fraction * exposures) of
+    them as question-answer pairs (held-out towns' facts stay statements only: the probe asks about them)."""
+    out, wordings = [], FACT_TEMPLATE_SETS[templates]
     for town in world.towns:
+        qa = round(qa_fraction * exposures) if town.name in world.seen else 0
         for attr, n in town.facts.items():
             things = ATTRIBUTES[attr][1]
-            out += [rng.choice(FACT_TEMPLATES).format(town=town.name, n=n, things=things) for _ in range(exposures)]
+            out += [rng.choice(wordings).format(town=town.name, n=n, things=things) for _ in range(exposures - qa)]
+            out += [rng.choice(QA_TEMPLATES).format(town=town.name, n=n, things=things) for _ in range(qa)]
     return out
 
 
-def fact_documents(world: World, rng: random.Random, exposures: int) -> list[str]:
+def fact_documents(world: World, rng: random.Random, exposures: int, templates: str = "mixed",
+                   qa_fraction: float = 0.0) -> list[str]:
     """The fact statements grouped into short paragraphs (3-6 sentences about any towns, shuffled)."""
-    sentences = fact_sentences(world, rng, exposures)
+    sentences = fact_sentences(world, rng, exposures, templates, qa_fraction)
     rng.shuffle(sentences)
+    # value_last paragraphs are lists, one fact a line (a gazetteer): town names then also open lines, as in the
+    # recall lines of SFT's knowledge solutions ("Baikux has 7 wells.\n...").
+    sep = " " if templates == "mixed" else "\n"
     docs, i = [], 0
     while i < len(sentences):
         k = rng.randint(3, 6)
-        docs.append(" ".join(sentences[i:i + k]))
+        docs.append(sep.join(sentences[i:i + k]))
         i += k
     return docs
 
@@ -152,31 +192,40 @@ def story_document(world: World, rng: random.Random) -> str:
     return " ".join(sentences)
 
 
-def arithmetic_document(world: World, rng: random.Random) -> str:
+def arithmetic_document(world: World, rng: random.Random, scenery: str = "towns", boxed: bool = False) -> str:
     """Worked arithmetic as narrative prose (past tense, no question): the operations the tasks need, shown with
-    equations, in a register the SFT problems do not use."""
+    equations, in a register the SFT problems do not use. scenery "none": no town named (the same numbers);
+    boxed: the prose followed by its equation lines and "The answer is \\boxed{N}." (a worked solution)."""
     town, person = rng.choice(world.towns).name, rng.choice(PEOPLE)
+    town = town if scenery == "towns" else "the valley"
     many = rng.choice(GOODS)[1]
     a, b = rng.randint(2, 60), rng.randint(2, 30)
     kind = rng.randrange(5)
     if kind == 0:
-        return (f"Last market day a {person} of {town} brought {a} {many} and later fetched {b} more, "
+        text = (f"Last market day a {person} of {town} brought {a} {many} and later fetched {b} more, "
                 f"so by evening the stall held {a} + {b} = {a + b} {many}.")
-    if kind == 1:
+        steps, answer = [f"{a} + {b} = {a + b}."], a + b
+    elif kind == 1:
         a = max(a, b + 1)
-        return (f"The {person} of {town} started the week with {a} {many}; {b} were used up, "
+        text = (f"The {person} of {town} started the week with {a} {many}; {b} were used up, "
                 f"which left {a} - {b} = {a - b} of them.")
-    if kind == 2:
+        steps, answer = [f"{a} - {b} = {a - b}."], a - b
+    elif kind == 2:
         a, b = rng.randint(2, 12), rng.randint(2, 12)
-        return (f"In {town} the {person} stacked {a} rows of {many} with {b} in every row, "
+        text = (f"In {town} the {person} stacked {a} rows of {many} with {b} in every row, "
                 f"making {a} * {b} = {a * b} in all.")
-    if kind == 3:
+        steps, answer = [f"{a} * {b} = {a * b}."], a * b
+    elif kind == 3:
         q, r = divmod(a, b)
-        return (f"Sharing {a} {many} among {b} households of {town}, each household got {q}, because "
+        text = (f"Sharing {a} {many} among {b} households of {town}, each household got {q}, because "
                 f"{b} * {q} = {b * q}, and {a} - {b * q} = {r} were kept back.")
-    x = rng.randint(1, 12)
-    return (f"A riddle told in {town}: some number, times {b}, plus {a}, gave {b * x + a}. Taking away {a} gave "
-            f"{b * x}, and dividing by {b} gave {x}, so the number was {x}.")
+        steps, answer = [f"{b} * {q} = {b * q}.", f"{a} - {b * q} = {r}."], r
+    else:
+        x = rng.randint(1, 12)
+        text = (f"A riddle told in {town}: some number, times {b}, plus {a}, gave {b * x + a}. Taking away {a} gave "
+                f"{b * x}, and dividing by {b} gave {x}, so the number was {x}.")
+        steps, answer = [f"{b * x + a} - {a} = {b * x}.", f"{b * x} / {b} = {x}."], x
+    return f"{text}\n{finish_solution(steps, answer)}" if boxed else text
 
 
 def program_document(rng: random.Random) -> str:
@@ -212,9 +261,12 @@ def program_document(rng: random.Random) -> str:
 def build_world_corpus(world: World, spec: WorldSpec) -> list[str]:
     """The pre-training documents, shuffled: fact paragraphs, arithmetic prose, program prose, stories."""
     rng = random.Random(f"mini-world-corpus:{spec.seed}")
-    docs = fact_documents(world, rng, spec.exposures_per_fact)
-    docs += [arithmetic_document(world, rng) for _ in range(spec.arithmetic_docs)]
-    docs += [program_document(rng) for _ in range(spec.program_docs)]
+    docs = fact_documents(world, rng, spec.exposures_per_fact, spec.fact_templates, spec.qa_fraction)
+    boxed = round(spec.boxed_fraction * spec.arithmetic_docs)
+    docs += [arithmetic_document(world, rng, spec.arithmetic_scenery, i < boxed) for i in range(spec.arithmetic_docs)]
+    fenced, web_specs = round(spec.fenced_program_fraction * spec.program_docs), web_code_specs()
+    docs += [web_program_document(rng, web_specs) if i < fenced else program_document(rng)
+             for i in range(spec.program_docs)]
     docs += [story_document(world, rng) for _ in range(spec.story_docs)]
     rng.shuffle(docs)
     return docs
@@ -637,6 +689,57 @@ def code_problems(specs: list[CodeSpec], count: int, seed: int, salt: str) -> li
     counter = iter(range(10 ** 9))
     return _distinct(lambda: render_code_task(specs[next(counter) % len(specs)], rng), count, set(),
                      f"code problems ({salt})", text=lambda t: t.question)
+
+
+
+def web_code_specs() -> list[CodeSpec]:
+    """Programs of the code tasks' shapes with parameters no task and no competition item uses (k 8-13, coefficients
+    8-11, consonant letters, scaled selections, chained word operations): the corpus' stdin programs (issue 23), so
+    that every line shape and reasoning phrase of the SFT answers occurs in pre-training text without any task's
+    answer in it."""
+    specs = []
+    for filt, (phrase, cond) in LIST_FILTERS.items():
+        for red, (red_phrase, expr) in LIST_REDUCERS.items():
+            if cond is None or "{k}" not in cond:  # no parameter: scaled, so that no task's program is shown
+                c = cond
+                select = f"vals = [x for x in nums if {c}]" if c else "vals = nums"
+                for m in (6, 7):
+                    specs.append(CodeSpec(f"web-list/{filt}/{red}/{m}", f"Print {m} times {red_phrase} {phrase}",
+                                          "list", [select, f"result = {expr} * {m}"],
+                                          f"Select {phrase}, reduce, then multiply by {m}.",
+                                          c if red in ("max", "min") else None))
+                continue
+            for k in range(8, 14):
+                p, c = phrase.format(k=k), cond.format(k=k)
+                specs.append(CodeSpec(f"web-list/{filt}/{k}/{red}", f"Print {red_phrase} {p}", "list",
+                                      [f"vals = [x for x in nums if {c}]", f"result = {expr}"],
+                                      f"Select {p}, then take {red_phrase} them.", c if red in ("max", "min") else None))
+    specs += [CodeSpec(f"web-pair/{p}/{q}", f"Print {p} * a + {q} * b for two integers a and b", "pair",
+                       [f"result = {p} * a + {q} * b"], f"Compute {p} * a + {q} * b.")
+              for p in range(8, 12) for q in range(8, 12)]
+    specs += [CodeSpec(f"web-multiples/{k}", f"Print the sum of the multiples of {k} from 1 to n", "int",
+                       [f"result = sum(i for i in range(1, n + 1) if i % {k} == 0)"],
+                       f"Add every i from 1 to n that {k} divides.") for k in range(10, 16)]
+    specs += [CodeSpec(f"web-countdiv/{k}", f"Print the count of numbers from 1 to n divisible by {k}", "int",
+                       [f"result = n // {k}"], f"Every {k}-th number is divisible by {k}.") for k in range(10, 16)]
+    specs += [CodeSpec(f"web-word/count/{c}", f'Print how many times the letter "{c}" appears in the word', "word",
+                       [f'result = w.count("{c}")'], f'Count the letter "{c}".') for c in "klmnrst"]
+    specs += [CodeSpec("web-word/reverse-upper", "Print the word reversed and in upper case", "word",
+                       ["result = w[::-1]", "result = result.upper()"], "Reverse the word. Upper-case it."),
+              CodeSpec("web-word/length-twice", "Print twice the length of the word", "word",
+                       ["result = len(w)", "result = result * 2"], "Count the letters. Double the count.")]
+    return specs
+
+
+def web_program_document(rng: random.Random, specs: list[CodeSpec]) -> str:
+    """A stdin program as a web page shows one: what it prints (worded unlike a task's instruction, so that no
+    evaluation question shares a word 8-gram with it), the reasoning line, the program in a ```python fence, and one
+    run (its input in a plain fence, then the output)."""
+    spec = rng.choice(specs)
+    task = render_code_task(spec, rng, num_tests=1)
+    run = task.tests[0]
+    return (f"A program that prints {spec.statement.removeprefix('Print ')}.\n{task.solution}\nGiven the input\n"
+            f"```\n{run['input']}```\nit prints {run['output'].strip()}.")
 
 
 # ---------------------------------------------------------------------------------------------- all sets
