@@ -17,7 +17,7 @@ import yaml
 
 from posttrain.models import tiny_qwen2_config
 from posttrain.params import REPO_ROOT, ModelParams, RunParams
-from posttrain.runs import checkpoint_dir, list_checkpoints, read_done, read_loss_log
+from posttrain.runs import checkpoint_dir, list_checkpoints, list_snapshots, read_done, read_loss_log
 from posttrain.training import LaunchConfigError, check_accelerate_config, launch_command, start_job, stop_job
 
 CONFIGS = REPO_ROOT / "configs" / "accelerate"
@@ -269,7 +269,8 @@ def test_two_process_fsdp2_shards_matches_one_process_and_resumes_after_a_kill(s
     import torch
     from transformers import AutoModelForCausalLM
 
-    params = run_params(setup, "fsdp2", "fsdp2", 2)
+    # Paper-style checkpoints: resume checkpoints pruned to two, bf16 snapshots gathered from the shards.
+    params = run_params(setup, "fsdp2", "fsdp2", 2, save_total_limit=2, snapshot_steps=8)
     out = Path(params.output_dir)
     log = setup / "fsdp2.log"
     job = start_job(two_process_command(setup, params, "fsdp2"), env=job_env(), stdout=log.open("w"),
@@ -297,6 +298,13 @@ def test_two_process_fsdp2_shards_matches_one_process_and_resumes_after_a_kill(s
     # Really sharded: each rank saved its own shard of the model (Accelerate's SHARDED_STATE_DICT layout).
     shards = {p.name for p in (checkpoint_dir(out, 12) / "pytorch_model_fsdp_0").glob("*.distcp")}
     assert shards == {"__0_0.distcp", "__1_0.distcp"}
+    assert [s for s, _ in list_checkpoints(out)] == [8, 12] and [s for s, _ in list_snapshots(out)] == [8, 12]
+    from safetensors.torch import load_file
+    snapshot, consolidated = (load_file(d / "model.safetensors") for d in (list_snapshots(out)[-1][1],
+                                                                          checkpoint_dir(out, 12)))
+    assert snapshot.keys() <= consolidated.keys() and "model.embed_tokens.weight" in snapshot
+    for name, value in snapshot.items():
+        assert value.dtype == torch.bfloat16 and torch.equal(value, consolidated[name].to(torch.bfloat16)), name
 
     # The consolidated weights next to the sharded state load for evaluation, and equal the one-process run's.
     got = AutoModelForCausalLM.from_pretrained(checkpoint_dir(out, 12)).state_dict()
