@@ -2,8 +2,8 @@
 do what its params ask, and the loop the notebooks call. No torch import; the run itself is posttrain.trainer, a
 separate program on every rank, and a run's outputs are read through posttrain.runs.
 
-    python -m posttrain.training --params params/paper/sft_math_1.5b_0pre.yaml    # launch as the params say, wait
-    python -m posttrain.training --params FILE --print-launch                     # print that command only
+    python -m posttrain.training --params params/paper/sft_math_1.5b_0pre.yaml --run-dir runs/paper   # launch, wait
+    python -m posttrain.training --params FILE [--run-dir DIR] --print-launch     # print that command only
 
 Notebooks: `train_runs(runs)`, `plot_loss_curves(runs, path)`, `data_stats_table(runs)`. Tests:
 tests/test_training.py, tests/test_scaleout.py.
