@@ -154,3 +154,26 @@ def test_resume_reads_no_earlier_row_and_its_cost_does_not_grow_with_the_step(se
 
 
 original_permutation = prepare.pass_permutation
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_prepared_data_trains_like_one_process(setup):
+    """Prepared rows that do not divide among 2 ranks, over more than one pass: the 2-process DDP run finishes (no
+    rank runs dry or waits at a collective) with the one-process run's loss at every step."""
+    from test_scaleout import assert_same_curve, run_job_logged, two_process_command
+
+    from posttrain.runs import read_loss_log
+    from posttrain.trainer import train_in_process
+
+    lines = (setup / "sft.jsonl").read_text().splitlines(keepends=True)
+    (setup / "sft_odd.jsonl").write_text("".join(lines[:118]))
+    data = {"source": "messages_jsonl", "path": str(setup / "sft_odd.jsonl")}
+    one = run(setup, "one_rank", data, max_steps=20, save_steps=20)
+    two = RunParams.model_validate({**run(setup, "two_ranks", data, max_steps=20, save_steps=20).model_dump(),
+                                    "launch": {"backend": "ddp", "gpus_per_machine": 2}})
+    prepare_run(one)
+    packed = len(load_prepared(one, run_tokenizer(one))[0])
+    assert packed % 4 and 20 * 4 > packed  # uneven across 2 ranks × 2 rows, and past one pass
+    train_in_process(one)
+    run_job_logged(two_process_command(setup, two, "ddp"), setup / "two_ranks.log")
+    assert_same_curve(read_loss_log(two.output_dir), read_loss_log(one.output_dir), 3, 1e-5, 1e-4)
