@@ -75,6 +75,23 @@ def test_dclm_zstd_prepared_for_pretraining(setup):
     assert max(map(len, ds["input_ids"])) <= 64  # long documents split across rows, none dropped
 
 
+def test_cli_prepares_a_run_params_file_and_training_refuses_hub_data_unprepared(setup, capsys):
+    import yaml
+
+    from posttrain.trainer import build_dataset
+    params = run(setup, "cli", {"source": "messages_jsonl", "path": str(setup / "sft.jsonl"),
+                                "prepared_dir": str(setup / "prepared_cli")})
+    path = setup / "cli.yaml"
+    path.write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    prepare.main([str(path), "--num-proc", "1"])
+    manifest = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert manifest.parent.parent == setup / "prepared_cli" and is_prepared(params)
+    hub = params.model_copy(update={"data": params.data.model_copy(update={"source": "open_math_reasoning",
+                                                                              "path": None, "prepared_dir": None})})
+    with pytest.raises(ValueError, match="hub data .open_math_reasoning. is read only prepared"):
+        build_dataset(hub, run_tokenizer(params))
+
+
 def test_streamed_rows_are_stored_and_all_of_dclm_is_refused(setup):
     rows = datasets.Dataset.from_dict({"text": ["a", "b", "c"]})
     assert prepare._materialized(rows.to_iterable_dataset())["text"] == ["a", "b", "c"]

@@ -27,8 +27,8 @@ from transformers import PreTrainedModel, TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
 
 from posttrain.collate import PER_ROW_SFT_CONFIG, REAL_TOKENS, PerRowPackedCollator, pack_rows
-from posttrain.data import (DropCounter, ensure_chat_template, is_local, load_pretrain_text, load_sft_messages,
-                            tokenize_pretrain, tokenize_sft)
+from posttrain.data import (HUB_IDS, DropCounter, ensure_chat_template, is_local, load_pretrain_text,
+                            load_sft_messages, tokenize_pretrain, tokenize_sft)
 from posttrain.models import build_model, build_tokenizer, initialize_sharded_scratch_, select_attn_implementation
 from posttrain.params import ModelParams, RunParams, dump_params, load_run_params, params_hash
 from posttrain.prepare import PassPermutationSampler, load_prepared
@@ -380,7 +380,7 @@ def build_dataset(params: RunParams, tokenizer):
         dataset, manifest = load_prepared(params, tokenizer)
         log.info("%s: prepared data %s (%d packed rows)", params.name, manifest["path"], len(dataset))
         return dataset, None
-    if not is_local(params.data):
+    if params.data.source in HUB_IDS and not is_local(params.data):
         raise ValueError(f"{params.name}: data.path {params.data.path!r} is not a local file, and hub data "
                          f"({params.data.source}) is read only prepared: set data.prepared_dir and run "
                          "`python -m posttrain.prepare <params>` first")
