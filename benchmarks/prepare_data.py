@@ -71,6 +71,13 @@ def omr_rows(n: int) -> list[dict]:
     return rows
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the map's worker processes)."""
+    import resource
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def time_tokenize(args) -> None:
     from posttrain.data import ensure_chat_template, load_sft_rows, tokenize_sft
     from posttrain.params import DataParams
@@ -85,13 +92,14 @@ def time_tokenize(args) -> None:
         rows = rows.flatten_indices()
         results = []
         for num_proc in (None, args.num_proc, None):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), cpu_seconds()
             out, counter = tokenize_sft(rows, tok, 32768, assistant_only_loss=True, num_proc=num_proc)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
             tokens = sum(map(len, out["input_ids"]))
             results.append((num_proc or 1, seconds, tokens))
             print(f"tokenize  processes {num_proc or 1}: {len(out)} rows, {tokens:,} tokens in {seconds:6.1f} s = "
-                  f"{tokens / seconds:9,.0f} tokens/s  (load average {os.getloadavg()[0]:.1f})", flush=True)
+                  f"{tokens / seconds:9,.0f} tokens/s; {cpu:6.1f} CPU s (this process and its children)  "
+                  f"(load average {os.getloadavg()[0]:.1f})", flush=True)
     base = statistics.mean([results[0][1], results[2][1]])
     print(f"tokenize  speed-up with {args.num_proc} processes: {base / results[1][1]:.2f}x over one process "
           f"(single-process passes {results[0][1]:.1f} s and {results[2][1]:.1f} s; {os.cpu_count()} cores)")
