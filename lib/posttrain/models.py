@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Qwen2Config
 
-from posttrain.params import ModelParams, TrainingParams
+from posttrain.params import EmbeddingReset, ModelParams, TrainingParams
 from posttrain.runs import start_checkpoint
 
 log = logging.getLogger(__name__)
@@ -285,6 +285,42 @@ def initialize_sharded_scratch_(model: PreTrainedModel, model_params: ModelParam
     model.tie_weights()  # to_empty gives tied tensors (embeddings / lm_head) separate storage: tie them again
     depth_scaled_init_(model, model_params.depth_scaled_init, seed=model_params.init_seed,
                        dtype=dtype or getattr(torch, model_params.dtype))
+
+
+def corpus_token_ids(tokenizer, corpus: str | Path, batch: int = 2048) -> set[int]:
+    """Every token id of a text_jsonl corpus as pre-training saw it: each document's text, then eos."""
+    import json
+
+    seen = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    with open(corpus) as f:
+        texts = [json.loads(line)["text"] for line in f if line.strip()]
+    for i in range(0, len(texts), batch):
+        seen.update(t for ids in tokenizer(texts[i:i + batch], add_special_tokens=False)["input_ids"] for t in ids)
+    return seen
+
+
+@torch.no_grad()
+def reset_token_embeddings(model: PreTrainedModel, tokenizer, reset: EmbeddingReset) -> list[int]:
+    """model.reset_embeddings: re-draw the input embedding rows of the tokens `reset` names (all, or those
+    `reset.corpus` never holds) from N(0, EMBED_STD), the scratch init's embedding distribution; a tied lm_head
+    follows, an untied one gets the same rows re-drawn too. A row's new value depends on its id and the seed only
+    (one seeded draw of the whole matrix), so "unseen" rows equal "all"'s. Returns the ids that were reset."""
+    emb = model.get_input_embeddings().weight
+    if emb.is_meta:
+        raise ValueError("model.reset_embeddings needs the weights in memory (not on the meta device: FSDP's "
+                         "cpu_ram_efficient_loading); run it on one process")
+    if reset.tokens == "all":
+        ids = list(range(emb.shape[0]))
+    else:
+        seen = corpus_token_ids(tokenizer, reset.corpus)
+        ids = [i for i in range(len(tokenizer)) if i not in seen]
+    gen = torch.Generator(device="cpu").manual_seed(reset.seed)
+    rows = torch.tensor(ids, dtype=torch.long)
+    for weight in dict.fromkeys([emb, getattr(model.get_output_embeddings(), "weight", emb)]):  # once if tied
+        fresh = torch.randn(weight.shape, generator=gen, dtype=torch.float32).mul_(EMBED_STD)
+        weight[rows.to(weight.device)] = fresh[rows].to(weight.dtype).to(weight.device)
+    log.info("reset %d token embedding rows (%s)", len(ids), reset.tokens)
+    return ids
 
 
 def build_tokenizer(model_params: ModelParams):

@@ -57,6 +57,21 @@ class LoraParams(Strict):
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
+class EmbeddingReset(Strict):
+    # Before SFT, re-draw token embedding rows of a pre-trained model from the scratch init's N(0, 0.02)
+    # (posttrain.models.reset_token_embeddings; issue 23's ablation: ossification or an embedding artifact?).
+    tokens: Literal["unseen", "all"] = "unseen"  # unseen: the tokens that never occur in `corpus`
+    corpus: str | None = None  # the pre-training corpus as text_jsonl ({"text": ...} per line); needed for "unseen"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.tokens == "unseen" and not self.corpus:
+            raise ValueError("model.reset_embeddings.corpus is required for tokens 'unseen' (the pre-training "
+                             "corpus, text_jsonl: which tokens it never holds)")
+        return self
+
+
 class ModelParams(Strict):
     name_or_path: str  # hub id or local dir: supplies the config and tokenizer (and weights when init=pretrained)
     tokenizer: str | None = None  # defaults to name_or_path
@@ -70,11 +85,16 @@ class ModelParams(Strict):
     # kernel: flash_attention_2 from flash-attn or the `kernels` package; sdpa on CPU).
     attn_implementation: str | None = None
     lora: LoraParams | None = None
+    reset_embeddings: EmbeddingReset | None = None  # init checkpoint / pretrained only
+    added_fields: ClassVar[frozenset[str]] = frozenset({"reset_embeddings"})
 
     @model_validator(mode="after")
     def _check(self):
         if self.init == "checkpoint" and not self.checkpoint:
             raise ValueError("model.checkpoint is required when model.init is 'checkpoint'")
+        if self.reset_embeddings is not None and self.init == "scratch":
+            raise ValueError("model.reset_embeddings is for a pre-trained model (init 'checkpoint' or 'pretrained'); "
+                             "a scratch model's embeddings are already the scratch init")
         if self.init != "checkpoint" and self.checkpoint:
             raise ValueError(f"model.checkpoint is only used with init 'checkpoint', not {self.init!r}")
         if self.lora is not None and self.init != "pretrained":
@@ -109,8 +129,15 @@ class TrainingParams(Strict):
     stage: Literal["pretrain", "sft"]
     max_length: int = Field(32768, gt=0)
     learning_rate: float = Field(3.0e-4, gt=0)
-    lr_scheduler: Literal["cosine", "constant_with_warmup", "linear"] = "cosine"
+    lr_scheduler: Literal["cosine", "constant_with_warmup", "linear", "warmup_stable_decay"] = "cosine"
     warmup_steps: int = Field(2000, ge=0)
+    # warmup_stable_decay (transformers' get_wsd_schedule): linear warmup, the peak LR, then the last decay_steps
+    # steps decay to 0 with decay_type. branch_from: a checkpoint-N dir of a stable run (constant_with_warmup, same
+    # warmup, LR and data) whose whole state (weights, optimizer, RNG, data position) this run resumes at step N:
+    # a decay branch (posttrain.mini.anneal.decay_branch builds one; docs/miniature.md "v3").
+    decay_steps: int | None = Field(None, gt=0)
+    decay_type: Literal["linear", "cosine", "1-sqrt"] = "1-sqrt"
+    branch_from: str | None = None
     max_steps: int | None = Field(50000, gt=0)  # or derive from token_budget
     token_budget: int | None = Field(None, gt=0)  # pre-training: total tokens (10B in the paper)
     tokens_per_step: int = Field(2 * 1024 * 1024, gt=0)  # global batch in tokens
@@ -144,6 +171,7 @@ class TrainingParams(Strict):
     logging_steps: int = Field(10, gt=0)
     seed: int = 0
     use_cpu: bool = False
+    added_fields: ClassVar[frozenset[str]] = frozenset({"decay_steps", "decay_type", "branch_from"})
 
     @model_validator(mode="after")
     def _check(self):
@@ -156,6 +184,14 @@ class TrainingParams(Strict):
         if self.save_at and self.save_total_limit:
             raise ValueError("training.save_at checkpoints would be pruned by training.save_total_limit; use "
                              "training.snapshot_steps for checkpoints that are kept")
+        wsd = self.lr_scheduler == "warmup_stable_decay"
+        if wsd != (self.decay_steps is not None):
+            raise ValueError("training.decay_steps goes with lr_scheduler 'warmup_stable_decay', and it needs it")
+        if self.branch_from and not wsd:
+            raise ValueError("training.branch_from (a decay branch) needs lr_scheduler 'warmup_stable_decay'")
+        if wsd and self.max_steps is not None and self.warmup_steps + self.decay_steps > self.max_steps:
+            raise ValueError(f"training: warmup_steps + decay_steps ({self.warmup_steps} + {self.decay_steps}) "
+                             f"exceed max_steps ({self.max_steps})")
         return self
 
 

@@ -29,7 +29,8 @@ from trl import SFTConfig, SFTTrainer
 from posttrain.collate import PER_ROW_SFT_CONFIG, REAL_TOKENS, PerRowPackedCollator, pack_rows
 from posttrain.data import (HUB_IDS, DropCounter, ensure_chat_template, is_local, load_pretrain_text,
                             load_sft_messages, tokenize_pretrain, tokenize_sft)
-from posttrain.models import build_model, build_tokenizer, initialize_sharded_scratch_, select_attn_implementation
+from posttrain.models import (build_model, build_tokenizer, initialize_sharded_scratch_, reset_token_embeddings,
+                              select_attn_implementation)
 from posttrain.params import ModelParams, RunParams, dump_params, load_run_params, params_hash
 from posttrain.prepare import PassPermutationSampler, load_prepared
 from posttrain.runs import (DATA_STATS, DONE_MARKER, LOSS_LOG, RESOLVED_PARAMS, RESUME_POINTS, RUN_END_MARKER,
@@ -87,6 +88,8 @@ def build_sft_config(params: RunParams, schedule: dict) -> SFTConfig:
         per_device_train_batch_size=t.per_device_batch_size,
         gradient_accumulation_steps=schedule["gradient_accumulation_steps"], learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_steps,  # int steps (TRL reads < 1 as a ratio)
+        lr_scheduler_kwargs=({"num_decay_steps": t.decay_steps, "decay_type": t.decay_type}
+                             if t.lr_scheduler == "warmup_stable_decay" else {}),
         weight_decay=t.weight_decay, adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2, max_grad_norm=t.max_grad_norm,
         optim="adamw_torch_fused" if gpu else "adamw_torch", bf16=bf16, fp16=False,
         gradient_checkpointing=t.gradient_checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False},
@@ -421,6 +424,9 @@ def build_trainer(params: RunParams, schedule: dict, extra_callbacks: tuple = ()
     on_meta = (params.launch.backend == "fsdp2" and params.model.init == "scratch"
                and params.model.depth_scaled_init != "none")
     model = build_model(params.model, dtype=dtype, on_meta=on_meta, attn_implementation=attn)
+    if params.model.reset_embeddings is not None:  # before SFT; a resumed run then loads its own checkpoint
+        # the tokenizer as pre-training used it (ensure_chat_template may have changed its eos)
+        reset_token_embeddings(model, build_tokenizer(params.model), params.model.reset_embeddings)
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
                          f"{model.config.vocab_size}; fix model.config_overrides.vocab_size or the tokenizer")
@@ -474,7 +480,14 @@ def train_in_process(params: RunParams, resume: bool = True) -> dict:
     checkpoints = list_checkpoints(out) if resume else []
     if checkpoints:
         log.info("%s: resuming from %s", params.name, checkpoints[-1][1])
-    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1][1]) if checkpoints else None)
+    # A decay branch starts where its stable run's checkpoint left off (weights, optimizer, RNG, data position).
+    branch = params.training.branch_from if not checkpoints else None
+    if branch:
+        if not (Path(branch) / "trainer_state.json").is_file():
+            raise ValueError(f"{params.name}: training.branch_from {branch!r} is not a complete resume checkpoint "
+                             "(no trainer_state.json): train the stable run past that step first")
+        log.info("%s: decay branch from %s", params.name, branch)
+    result = trainer.train(resume_from_checkpoint=str(checkpoints[-1][1]) if checkpoints else branch)
     if stopper.stopped_at is not None:  # saved for the requeued job to resume; not done
         if trainer.is_world_process_zero():
             points = out / RESUME_POINTS
