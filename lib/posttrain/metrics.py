@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["pass_at_k", "per_problem_pass_at_k", "score_problems", "bootstrap_ci", "bootstrap_stat",
-           "bootstrap_ratio_ci", "bootstrap_over_seeds", "joint_bootstrap_gap", "joint_bootstrap_gap_over_seeds"]
+           "bootstrap_ratio_ci", "bootstrap_over_seeds", "joint_bootstrap_gap", "joint_bootstrap_gap_over_seeds",
+           "bootstrap_stat_clustered"]
 
 
 def _as_int(name: str, value: Any) -> int:
@@ -290,3 +291,35 @@ def _gap_stats(groups: list[list[np.ndarray]], boot) -> dict:
         out["reason"] = (f"undefined: 100%-Pre − 0%-Pre = {100 * denom:.1f} points, 95% CI [{100 * d_lo:.1f}, "
                          f"{100 * d_hi:.1f}], is not above 0: there is no gap to close")
     return out
+
+
+def bootstrap_stat_clustered(arrays: Sequence[Sequence[float]], stat_fn: Callable[..., float],
+                             cluster: Sequence[Any], n_boot: int = 1000, seed: int = 0,
+                             alpha: float = 0.05) -> tuple[float, float, float]:
+    """`bootstrap_stat` when problems come in clusters that are not independent draws (the miniature's code sets:
+    ~30 tasks, each over several problems that differ only in their inputs, scored nearly all-or-nothing per task).
+    `cluster[i]` labels problem i (e.g. its task id); each replicate draws as many clusters as there are, with
+    replacement, and keeps every problem of each drawn cluster, applied jointly to all arrays (the pairing between
+    arms is kept). With one problem per cluster, in order, it is `bootstrap_stat` draw for draw.
+
+    Returns (point, lo, hi); all nan when the arrays are empty."""
+    _check_boot_args(n_boot, alpha)
+    xs = [np.asarray(a, dtype=float) for a in arrays]
+    if not xs or len({x.shape for x in xs}) != 1 or xs[0].ndim != 1:
+        raise ValueError(f"bootstrap_stat_clustered: arrays must be 1-d and of equal length (one entry per problem), "
+                         f"got shapes {[x.shape for x in xs]}")
+    if len(cluster) != xs[0].shape[0]:
+        raise ValueError(f"bootstrap_stat_clustered: {len(cluster)} cluster labels for {xs[0].shape[0]} problems")
+    if xs[0].shape[0] == 0:
+        return math.nan, math.nan, math.nan
+    _, inverse = np.unique(np.asarray(cluster), return_inverse=True)
+    members = [np.flatnonzero(inverse == c) for c in range(inverse.max() + 1)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        point = float(stat_fn(*xs))
+        rng = np.random.default_rng(seed)
+        replicates = np.empty(n_boot)
+        for b in range(n_boot):
+            idx = np.concatenate([members[c] for c in rng.integers(0, len(members), size=len(members))])
+            replicates[b] = float(stat_fn(*(x[idx] for x in xs)))
+    lo, hi = _percentile_interval(replicates, alpha)
+    return point, lo, hi
