@@ -136,13 +136,15 @@ def toy(tmp_path_factory):
     return write_reverse_task(tmp_path_factory.mktemp("stop"), num_rows=400)
 
 
-def toy_run(toy: Path, name: str) -> Path:
+def toy_run(toy: Path, name: str, **training) -> Path:
+    """A toy SFT run's params file (tests/fixtures/toy_task) under `toy`; `training` overrides its schedule."""
     params = {"name": name, "arm": "0%-Pre", "size": "mini", "domain": "math", "output_dir": str(toy / name),
               "model": {"name_or_path": str(toy / "base"), "init": "scratch"},
               "data": {"source": "messages_jsonl", "path": str(toy / "sft.jsonl")},
               "training": {"stage": "sft", "max_length": 64, "tokens_per_step": 512, "per_device_batch_size": 2,
                            "max_steps": 24, "warmup_steps": 2, "learning_rate": 3e-3, "save_steps": 8,
-                           "logging_steps": 3, "use_cpu": True, "bf16": False, "gradient_checkpointing": False}}
+                           "logging_steps": 3, "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
+                           **training}}
     path = toy / f"{name}.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
@@ -209,8 +211,10 @@ from posttrain import pipeline
 child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
                           "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); time.sleep(300)"],
                          start_new_session=True)
-time.sleep(2)
 import psutil
+deadline = time.time() + 120
+while len(psutil.Process().children(recursive=True)) < 2 and time.time() < deadline:
+    time.sleep(0.1)  # the grandchild's interpreter may take a while to start on a busy machine
 print(" ".join(str(p.pid) for p in psutil.Process().children(recursive=True)), flush=True)
 try:
     signal_handler = pipeline._raise_stopped

@@ -89,19 +89,14 @@ def _state(job_id: str) -> str:
 
 def test_warned_then_requeued_training_job_resumes_to_the_same_loss_curve(local_slurm, tmp_path):
     from fixtures.toy_task import write_reverse_task
+    from test_cluster import toy_run
+
     from posttrain.trainer import train_in_process
 
     toy = write_reverse_task(tmp_path, num_rows=400)
 
     def run(name: str) -> Path:
-        params = {"name": name, "arm": "0%-Pre", "size": "mini", "domain": "math", "output_dir": str(toy / name),
-                  "model": {"name_or_path": str(toy / "base"), "init": "scratch"},
-                  "data": {"source": "messages_jsonl", "path": str(toy / "sft.jsonl")},
-                  "training": {"stage": "sft", "max_length": 64, "tokens_per_step": 512, "per_device_batch_size": 2,
-                               "max_steps": 150, "warmup_steps": 2, "learning_rate": 3e-3, "save_steps": 15,
-                               "logging_steps": 5, "use_cpu": True, "bf16": False, "gradient_checkpointing": False}}
-        (toy / f"{name}.yaml").write_text(yaml.safe_dump(params))
-        return toy / f"{name}.yaml"
+        return toy_run(toy, name, max_steps=150, save_steps=15, logging_steps=5)
 
     reference = load_run_params(run("reference"))
     train_in_process(reference)

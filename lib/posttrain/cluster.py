@@ -32,8 +32,8 @@ from pathlib import Path
 
 from posttrain.params import (ParamsError, RunParams, StudyParams, load_study, params_hash, repo_relative,
                               resolve_repo_path)
-from posttrain.runs import (LAUNCH_PARAMS, STOP_REQUEST, evaluation_checkpoints, is_done, list_checkpoints,
-                           planned_checkpoint_steps)
+from posttrain.runs import (LAUNCH_PARAMS, STOP_REQUEST, evaluation_checkpoints, is_done, planned_checkpoint_steps,
+                           read_done, read_loss_log)
 from posttrain.slurm import (ACTIVE, ClusterParams, job_script, load_cluster, multinode_command, queue, read_exits,
                              sbatch, sbatch_options)
 from posttrain.stages import NOTEBOOK_STAGES, SETUP_STAGE, stage_is_done, stamp_path
@@ -57,6 +57,7 @@ class Job:
     stop_files: list[Path] = field(default_factory=list)
     array: list[int] | None = None  # evaluation: the chunks still to run
     runs: list[RunParams] = field(default_factory=list)
+    detail: str = ""  # for --status
 
 
 def slurm_dir(study: StudyParams) -> Path:
@@ -193,12 +194,14 @@ def build_graph(study: StudyParams, params_path: Path, cluster: ClusterParams, w
                              if any(resolve_repo_path(r.output_dir) in (s, *s.parents) for r in p.runs for s in starts)]
     jobs += sft + [nb("02_sft", setup + [j.key for j in sft])]
     chunks = eval_chunks(study, cluster.eval_checkpoints_per_chunk)
+    keys = [k for c in chunks for k in c["keys"]]
     todo = [i for i, c in enumerate(chunks) if not chunk_done(study, c)]
     e = study.evaluate
     chunk_cmd = shlex.join(["-m", "posttrain.cluster", "eval-chunk", str(params_path), "--run-dir", study.run_dir])
     jobs.append(Job("eval", "eval", f"{cluster.python} {chunk_cmd} --chunk \"$SLURM_ARRAY_TASK_ID\"",
                     setup + [j.key for j in pretrain + sft], not todo, array=todo or list(range(len(chunks))) or None,
-                    gpus=e.tensor_parallel_size * e.data_parallel_size if cluster.gpus_per_node else 0))
+                    gpus=e.tensor_parallel_size * e.data_parallel_size if cluster.gpus_per_node else 0,
+                    detail=f"{len(chunks) - len(todo)} of {len(chunks)} chunks done ({len(keys)} checkpoints)"))
     report = Job("report", "report", _pipeline_cmd(cluster, params_path, study, "03_evaluate", "04_report",
                                                    export=True),
                  ["eval", "00_explore_data", "01_pretrain", "02_sft"],
@@ -247,7 +250,9 @@ def submit_study(params_path: str | Path, run_dir: str | None, cluster_path: str
     for job in jobs:
         old = records.get(job.key)
         waits = [k for k in job.after if k in ids]
-        if job.done and not waits:
+        # Done work is kept even when something it waits for runs again (as the local chain keeps it: training
+        # and records carry their params hash); notebooks rerun then, to show what changed.
+        if job.done and not (waits and job.stage in ("notebook", "report")):
             print(f"  {job.key}: done, skipped")
             continue
         states = [s for j, (s, _) in live.items() if old and j.split("_")[0] == old["job_id"]]
@@ -277,7 +282,7 @@ def submit_study(params_path: str | Path, run_dir: str | None, cluster_path: str
     (slurm_dir(study) / RECORDS).write_text(json.dumps(records, indent=1))
     if not ids:
         print(f"[cluster] nothing to submit: every stage is done; report {repo_relative(Path(study.run_dir))}/index.html")
-    return wait_for(study, jobs) if wait else 0
+    return wait_for(study, lambda: build_graph(study, params_path, cluster)) if wait else 0
 
 
 # ------------------------------------------------------------------------------------------------ status
@@ -291,7 +296,8 @@ def _state(job: Job, rec: dict | None, live: dict, exits: dict) -> tuple[str, st
     mine = {j: s for j, s in live.items() if j.split("_")[0] == rec["job_id"]}
     active = [(s, r) for s, r in mine.values() if s in ACTIVE]
     if active:
-        return ("running" if any(s == "RUNNING" for s, _ in active) else "pending"), active[0][1]
+        reason = active[0][1] if active[0][1] != "None" else ""
+        return ("running" if any(s == "RUNNING" for s, _ in active) else "pending"), reason
     ran = {j: e for j, e in exits.items() if j.split("_")[0] == rec["job_id"]}
     bad = [j for j, e in ran.items() if e["exit"]]
     if bad:
@@ -300,6 +306,12 @@ def _state(job: Job, rec: dict | None, live: dict, exits: dict) -> tuple[str, st
         return "failed", "exited 0 without its done marker"
     states = ", ".join(sorted({s.lower() for s, _ in mine.values()})) or "gone from the queue"
     return "cancelled", f"never ran ({states}): a job it waits for failed, or it was cancelled"
+
+
+def _step(run: RunParams) -> int:
+    """The run's step: its done marker's, else the last logged one."""
+    done = read_done(run)
+    return done["global_step"] if done else (read_loss_log(run.output_dir) or [{"step": 0}])[-1]["step"]
 
 
 def job_states(study: StudyParams, jobs: list[Job]) -> list[dict]:
@@ -315,10 +327,9 @@ def job_states(study: StudyParams, jobs: list[Job]) -> list[dict]:
         log = rec["log"] if rec else ""
         if "(task " in detail:
             log = log.replace(f"{rec['job_id']}_%a", detail.split("(task ")[1].rstrip(")"))
-        steps = [f"{r.name} step {max([s for s, _ in list_checkpoints(r.output_dir)] or [0])} of "
-                 f"{planned_checkpoint_steps(r)[-1]}" for r in job.runs]
+        steps = [f"{r.name} step {_step(r)} of {planned_checkpoint_steps(r)[-1]}" for r in job.runs]
         rows.append({"job": job.key, "state": state, "id": rec["job_id"] if rec else "", "log": log,
-                     "detail": "; ".join(filter(None, [detail, ", ".join(steps)]))})
+                     "detail": "; ".join(filter(None, [detail, job.detail, ", ".join(steps)]))})
     return rows
 
 
@@ -343,9 +354,9 @@ def _cluster_of(study: StudyParams) -> ClusterParams:
     return load_cluster(used) if used.is_file() else ClusterParams(name="unknown")
 
 
-def wait_for(study: StudyParams, jobs: list[Job], poll_s: float = 5.0) -> int:
+def wait_for(study: StudyParams, graph, poll_s: float = 5.0) -> int:
     """Block until no job of the graph is queued or running; 0 when all are done, else 1 naming each failed job
-    and its log."""
+    and its log. `graph()` builds the graph again at the end: what is done is read from the outputs then."""
     records = _records(study)
     ids = [r["job_id"] for r in records.values()]
     shown: dict[str, str] = {}
@@ -353,14 +364,14 @@ def wait_for(study: StudyParams, jobs: list[Job], poll_s: float = 5.0) -> int:
         live = queue(ids)
         for key, rec in records.items():
             states = sorted({s for j, (s, _) in live.items() if j.split("_")[0] == rec["job_id"]})
-            text = ",".join(states).lower() or "gone"
-            if shown.get(key) != text:
+            text = ",".join(states).lower()
+            if text and shown.get(key) != text:  # jobs SLURM no longer lists are judged at the end
                 shown[key] = text
                 print(f"[cluster] {time.strftime('%H:%M:%S')} {key}: {text}", flush=True)
         if not any(s in ACTIVE for s, _ in live.values()):
             break
         time.sleep(poll_s)
-    rows = job_states(study, jobs)
+    rows = job_states(study, graph())
     failed = [r for r in rows if r["state"] == "failed"]
     for r in failed:
         print(f"[cluster] FAILED {r['job']} (job {r['id']}): {r['detail']}; log {r['log']}", file=sys.stderr)
@@ -388,6 +399,7 @@ def run_eval_chunk(params_path: str | Path, run_dir: str | None, index: int) -> 
     missing = sorted(set(keys) - {(j.model, j.checkpoint) for j in jobs})
     if missing:  # the report job's notebook 03 evaluates whatever the plan holds
         print(f"[cluster] chunk {index}: not in the evaluation plan now: {missing}", flush=True)
+    print(f"[cluster] chunk {index}: {', '.join(f'{m}/{c}' for m, c in keys)}", flush=True)
     problems = evaluation.load_problems([b for j in jobs for b in j.benchmarks], study.evaluate)
     pending = [(j, records_dir(study.run_dir, j.model, j.checkpoint)) for j in jobs]
     evaluation.generate_jobs(pending, problems, study.evaluate, progress=False)
