@@ -1,7 +1,7 @@
 """The prepare step's tokenization with N processes against one, and resume time at two steps (posttrain.prepare).
 
     .venv/bin/python benchmarks/prepare_data.py                       # both parts, defaults below
-    .venv/bin/python benchmarks/prepare_data.py --part tokenize --rows 6000 --num-proc 2
+    .venv/bin/python benchmarks/prepare_data.py --part tokenize --rows 20000 --num-proc 2
     .venv/bin/python benchmarks/prepare_data.py --part resume --steps 10 400000
 
 tokenize: OpenMathReasoning-schema rows (made-up problems and ~1-2k-character reasoning traces, one parquet file)
@@ -91,18 +91,25 @@ def time_tokenize(args) -> None:
         rows, _ = load_sft_rows(DataParams(source="open_math_reasoning", path=str(path)), shuffle=False)
         rows = rows.flatten_indices()
         results = []
-        for num_proc in (None, args.num_proc, None):
+        for num_proc in (None, args.num_proc, None)[:args.passes]:
             start, cpu = time.perf_counter(), cpu_seconds()
             out, counter = tokenize_sft(rows, tok, 32768, assistant_only_loss=True, num_proc=num_proc)
             seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
             tokens = sum(map(len, out["input_ids"]))
-            results.append((num_proc or 1, seconds, tokens))
+            results.append((num_proc or 1, seconds, tokens, cpu))
             print(f"tokenize  processes {num_proc or 1}: {len(out)} rows, {tokens:,} tokens in {seconds:6.1f} s = "
                   f"{tokens / seconds:9,.0f} tokens/s; {cpu:6.1f} CPU s (this process and its children)  "
                   f"(load average {os.getloadavg()[0]:.1f})", flush=True)
-    base = statistics.mean([results[0][1], results[2][1]])
+    singles = [r for r in results if r[0] == 1]
+    base = statistics.mean(r[1] for r in singles)
     print(f"tokenize  speed-up with {args.num_proc} processes: {base / results[1][1]:.2f}x over one process "
-          f"(single-process passes {results[0][1]:.1f} s and {results[2][1]:.1f} s; {os.cpu_count()} cores)")
+          f"(single-process passes {', '.join(f'{r[1]:.1f} s' for r in singles)}; {os.cpu_count()} cores)")
+    # On a machine shared with other jobs the wall clock also measures their load; the CPU accounting does not:
+    # N processes on N idle cores could at best run N x (CPU of one process / CPU of N processes) as fast.
+    cpu_one = statistics.mean(r[3] for r in singles)
+    print(f"tokenize  CPU accounting: one process {cpu_one:.1f} CPU s, {args.num_proc} processes {results[1][3]:.1f} "
+          f"CPU s (start-up and pickling the tokenizer per worker): at most "
+          f"{args.num_proc * cpu_one / results[1][3]:.2f}x on {args.num_proc} idle cores")
 
 
 def time_resume(args) -> None:
@@ -171,8 +178,10 @@ def time_resume(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=["tokenize", "resume", "both"], default="both")
-    parser.add_argument("--rows", type=int, default=6000, help="rows to tokenize (resume: chat rows to prepare)")
+    parser.add_argument("--rows", type=int, default=20000, help="rows to tokenize (resume: chat rows to prepare)")
     parser.add_argument("--num-proc", type=int, default=2)
+    parser.add_argument("--passes", type=int, choices=[2, 3], default=3,
+                        help="tokenize: 3 = one process, N, one again; 2 = one process, then N")
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 400_000], help="resume steps")
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the same tokenizer threads for 1 and N processes
