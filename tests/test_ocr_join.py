@@ -8,7 +8,7 @@ import pytest
 
 from fixtures.hub_schemas import write_ocr2_fixture
 from posttrain.data import load_sft_rows
-from posttrain.ocr_join import INDEX_OUT_OF_RANGE, join_questions, problem_text
+from posttrain.ocr_join import INDEX_OUT_OF_RANGE, join_questions, problem_text, question_of
 from posttrain.params import DataParams
 from posttrain.prompts import code_sft_messages
 
@@ -20,16 +20,16 @@ def fixture(tmp_path_factory):
 
 def test_every_source_joins_by_dataset_split_and_index(fixture):
     ocr = datasets.load_dataset("json", data_files=fixture["ocr2"], split="train")
-    joined, counts = join_questions(ocr, fixture["join_sources"])
+    lookup, counts = join_questions(ocr, fixture["join_sources"])
     assert counts["by_status"] == {"joined": 12, INDEX_OUT_OF_RANGE: 1}
     assert counts["by_source"]["joined open-r1/codeforces"] == 3 and counts["by_source"]["joined apps"] == 3
-    for row in joined:
-        if row["join_status"] != "joined":
-            assert row["question"] == "-"
+    for row in ocr:
+        text, status = question_of(row, lookup)
+        if status != "joined":
+            assert text == "-" and status == INDEX_OUT_OF_RANGE
             continue
-        source_row = fixture["expected"][row["id"]]
-        assert row["question"] == problem_text(row["dataset"], source_row) and row["question"] != "-"
-    cf = next(r["question"] for r in joined if r["dataset"] == "open-r1/codeforces" and r["index"] == "1")
+        assert text == problem_text(row["dataset"], fixture["expected"][row["id"]]) and text != "-"
+    cf = next(question_of(r, lookup)[0] for r in ocr if r["dataset"] == "open-r1/codeforces" and r["index"] == "1")
     assert cf == ("Codeforces problem 1: given n, print n minus 1.\n\nInput\n\nOne integer n.\n\nOutput\n\nOne "
                   "integer.\n\nExamples\n\nInput\n\n10\n\nOutput\n\n9\n\nNote\n\nSubtract 1.")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, IterableDataset
 
-from posttrain.ocr_join import join_questions
+from posttrain.ocr_join import join_questions, question_of
 from posttrain.params import DataParams
 from posttrain.prompts import code_sft_messages, math_sft_messages
 
@@ -133,8 +133,9 @@ def _check_messages(messages, where: str) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
-def _to_messages(source: str, language: str | None):
-    """Row → {"messages"}; None marks a row to skip (OCR-II rows whose question must be joined from elsewhere)."""
+def _to_messages(source: str, language: str | None, questions: dict | None = None):
+    """Row → {"messages", "skip"}; skip marks OCR-II rows whose question could not be joined (`questions`: the
+    lookup from posttrain.ocr_join.join_questions; None: rows keep their own `question`)."""
     def convert(row: dict, idx: int) -> dict:
         where = f"{source}{'/' + language if language else ''} row {idx}"
         if source == "open_math_reasoning":
@@ -145,6 +146,8 @@ def _to_messages(source: str, language: str | None):
             return {"messages": math_sft_messages(problem, solution), "skip": False}
         if source == "open_code_reasoning_2":
             question = _require_str(row, "question", where)
+            if questions is not None:
+                question = question_of(row, questions)[0]
             solution = _require_str(row, "r1_generation", where)
             if question.strip() in OCR_MISSING_QUESTION or not solution.strip():
                 return {"messages": [], "skip": True}
@@ -176,16 +179,17 @@ def load_sft_rows(data: DataParams, num_proc: int | None = None, streaming: bool
     parts, join_counts = [], Counter()
     for split in splits:
         ds = _load_raw(data, split=split, streaming=streaming)
+        questions = None
         if data.source == "open_code_reasoning_2" and isinstance(ds, Dataset):
-            ds, counts = join_questions(ds, data.join_sources, num_proc)
+            questions, counts = join_questions(ds, data.join_sources)
             join_counts.update(counts["by_status"])
-            ds = ds.remove_columns("join_status")
         elif data.source == "open_code_reasoning_2":
             log.warning("OpenCodeReasoning-II streamed: its questions cannot be joined, rows with question '-' are "
                         "skipped; prepare the data first (python -m posttrain.prepare)")
         language = split or (languages[0] if data.source == "open_code_reasoning_2" else None)
         kwargs = {"num_proc": num_proc} if isinstance(ds, Dataset) else {}
-        ds = ds.map(_to_messages(data.source, language), with_indices=True, remove_columns=ds.column_names, **kwargs)
+        ds = ds.map(_to_messages(data.source, language, questions), with_indices=True, remove_columns=ds.column_names,
+                    **kwargs)
         parts.append(ds)
     if len(parts) == 1:
         ds = parts[0]

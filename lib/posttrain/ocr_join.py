@@ -107,24 +107,34 @@ def _key(row: dict) -> tuple[str, str, int] | None:
         return None
 
 
-def join_questions(ocr: Dataset, join_sources: dict[str, str], num_proc: int | None = None) -> tuple[Dataset, dict]:
-    """Fill `question` of the rows holding the placeholder from their sources; add `join_status` ("given": the row
-    had its text, "joined", or why not). Returns (dataset, counts by status, and by status and source dataset)."""
+def join_questions(ocr: Dataset, join_sources: dict[str, str]) -> tuple[dict, dict]:
+    """The problem texts OCR-II's placeholder rows point at → (lookup for `question_of`, counts of rows by status
+    ("given": the row had its text, "joined", or why not) and by status and source dataset). Reads only the four key
+    columns: the rows themselves are rewritten once, later, when they become chats (posttrain.data)."""
     for column in ("question", "dataset", "split", "index"):
         if column not in ocr.column_names:
             raise ValueError(f"open_code_reasoning_2: no column {column!r} (columns: {ocr.column_names}); the join "
                              "needs OCR-II's question/dataset/split/index")
     columns = ocr.select_columns(["question", "dataset", "split", "index"])
-    keys = {k for row in columns if str(row["question"]).strip() == PLACEHOLDER and (k := _key(row)) is not None}
+    keys = {k for row in _rows(columns) if str(row["question"]).strip() == PLACEHOLDER and (k := _key(row)) is not None}
     lookup = question_lookup(keys, join_sources)
-
-    def fill(row: dict) -> dict:
-        if str(row["question"]).strip() != PLACEHOLDER:
-            return {"join_status": "given"}
-        status, text = lookup.get(_key(row), (UNKNOWN_DATASET, ""))
-        return {"question": text if status == "joined" else row["question"], "join_status": status}
-
-    joined = ocr.map(fill, num_proc=num_proc, desc="join OCR-II questions")
-    by_source = Counter(zip(joined["join_status"], joined["dataset"]))
-    return joined, {"by_status": dict(Counter(joined["join_status"])),
+    by_source = Counter((question_of(row, lookup)[1], row["dataset"]) for row in _rows(columns))
+    by_status = Counter()
+    for (status, _), n in by_source.items():
+        by_status[status] += n
+    return lookup, {"by_status": dict(by_status),
                     "by_source": {f"{status} {dataset}": n for (status, dataset), n in sorted(by_source.items())}}
+
+
+def _rows(columns: Dataset):
+    """Rows of a few short columns, read in large batches (millions of rows, without holding them all)."""
+    for batch in columns.iter(batch_size=100_000):
+        yield from (dict(zip(batch, values)) for values in zip(*batch.values()))
+
+
+def question_of(row: dict, lookup: dict) -> tuple[str, str]:
+    """(the row's problem text, its join status); the text stays the placeholder when the join failed."""
+    if str(row["question"]).strip() != PLACEHOLDER:
+        return row["question"], "given"
+    status, text = lookup.get(_key(row), (UNKNOWN_DATASET, ""))
+    return (text, status) if status == "joined" else (row["question"], status)
