@@ -236,3 +236,11 @@ def test_sigterm_stops_every_process_the_chain_started(tmp_path):
     proc.wait(timeout=30)
     time.sleep(0.5)
     assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_submit_without_slurm_says_so(tmp_path):
+    bin_dir = tmp_path / "bin"  # a PATH with no sbatch on it
+    bin_dir.mkdir()
+    proc = _run_pipeline("params/smoke.yaml", "--run-dir", tmp_path / "run", "--submit", "slurm", "--cluster", LOCAL,
+                         env={**os.environ, "PATH": str(bin_dir)})
+    assert proc.returncode == 1 and "sbatch not found" in proc.stderr and "Traceback" not in proc.stderr

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -238,10 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.submit or args.status:
             from . import cluster  # deferred: the local chain does not need it
-            if args.status:
-                return cluster.print_status(args.params, args.run_dir)
-            return cluster.submit_study(args.params, args.run_dir, args.cluster, wait=args.wait,
-                                        dry_run=args.dry_run, force=args.force)
+            from .slurm import SlurmError
+            try:
+                if args.status:
+                    return cluster.print_status(args.params, args.run_dir)
+                return cluster.submit_study(args.params, args.run_dir, args.cluster, wait=args.wait,
+                                            dry_run=args.dry_run, force=args.force)
+            except SlurmError as e:  # no SLURM here, or it refused a job: its own message says which
+                print(f"[pipeline] {e}", file=sys.stderr)
+                return 1
         run_pipeline(args.params, args.run_dir, args.force, args.only, args.kernel, export=not args.no_export)
     except (ParamsError, FileNotFoundError) as e:  # bad input: one message, no traceback
         if args.debug:
@@ -253,9 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as e:
         stopped = stop_descendants()
+        # nbclient leaves a task holding the interrupted cell's error; asyncio would print it at exit
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         why = "SIGTERM" if isinstance(e, Stopped) else "interrupted"
-        print(f"[pipeline] {why}: stopped {len(stopped)} process(es) it had started; rerun the same command to "
-              "resume", file=sys.stderr)
+        print(f"[pipeline] {why}: stopped" + (f" ({len(stopped)} process(es) it had started)" if stopped else "")
+              + "; no process it started is left running; rerun the same command to resume", file=sys.stderr)
         return 130 if not isinstance(e, Stopped) else 143
     finally:
         signal.signal(signal.SIGTERM, previous)
