@@ -4,6 +4,7 @@ log-likelihood of reference answers (posttrain.mini.measures), on a tiny model.
     OMP_NUM_THREADS=1 .venv/bin/python -m pytest tests/test_mini_v3_measures.py -x -q
 """
 import json
+import re
 
 import numpy as np
 import pytest
@@ -117,3 +118,15 @@ def test_answer_likelihood_is_the_teacher_forced_loss_of_the_answer(tiny):
         assert 0 <= r["token_accuracy"] <= 1 and 0 < r["computed_digits"] < r["tokens"]
     again = M.checkpoint_likelihood(path, dict(list(chats.items())[:2]))
     assert [a["logprob"] for a in again] == pytest.approx([r["logprob"] for r in rows[:2]], rel=1e-5)
+
+
+def test_digit_copy_clozes_stop_where_the_code_repeats_a_stated_parameter():
+    rows = M.digit_copy_clozes(1000, 50)
+    assert len(rows) == 50 and rows == M.digit_copy_clozes(1000, 50) and rows != M.digit_copy_clozes(1001, 50)
+    for r in rows:
+        value = r["answer"].strip()
+        assert value.isdigit() and r["prompt"].endswith((" >", "range(1,", " %"))
+        # the prose states the value before the code: a copy, not a computation
+        prose = r["prompt"].split("\n\n")[0]
+        assert re.search(rf"\b{value}\b", prose), r
+    assert any(r["prompt"].endswith(" %") for r in rows) and any(r["prompt"].endswith(" >") for r in rows)

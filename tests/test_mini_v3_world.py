@@ -68,7 +68,7 @@ def test_default_options_reproduce_the_v2_world_byte_for_byte(path):
     assert world_digest(setup) == V2_DIGESTS[path]
     # and the params hash does not see the new fields at their defaults (finished runs keep their hashes)
     assert not {"fact_templates", "qa_fraction", "boxed_fraction", "fenced_program_fraction",
-                "arithmetic_scenery"} & set(setup.model_dump())
+                "arithmetic_scenery", "code_split"} & set(setup.model_dump())
 
 
 def test_an_option_changes_the_world_and_the_hash():
@@ -198,3 +198,20 @@ def test_every_sft_answer_token_occurs_in_the_v3_corpus(built):
     v2_tok = W.train_world_tokenizer(v2_corpus, tasks, 700)
     missing = missing_answer_tokens(v2_tok, v2_corpus, tasks)
     assert {"```", "boxed"} <= missing and len(missing) >= 10, missing
+
+
+def test_covered_split_drops_only_test_tasks_with_untrained_operations():
+    assert W.code_operations("list/above/5/min") == {"filter above", "reduce min"}
+    assert W.code_operations("pair/3/4") == {"pair"} and W.code_operations("word/count/a") == {"word/count/a"}
+    spec = dataclasses.replace(SMALL, code_test=200)
+    world = W.make_world(spec)
+    hashed = W.build_world_tasks(world, spec)
+    covered = W.build_world_tasks(world, dataclasses.replace(spec, code_split="covered"))
+    trained = set().union(*(W.code_operations(t.key) for t in hashed.code_train))
+    dropped = {t.key for t in hashed.code_test} - {t.key for t in covered.code_test}
+    assert dropped and all(not W.code_operations(k) <= trained for k in dropped)
+    assert all(W.code_operations(t.key) <= trained for t in covered.code_test)
+    assert covered.code_train == hashed.code_train and len(covered.code_test) == spec.code_test
+    assert covered.math_test == hashed.math_test and covered.code_competition == hashed.code_competition
+    with pytest.raises(ValueError, match="code_split='random'"):
+        W.WorldSpec(code_split="random")

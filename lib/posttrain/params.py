@@ -317,8 +317,9 @@ class MiniSetupParams(Strict):
     boxed_fraction: float = Field(0.0, ge=0, le=1)
     fenced_program_fraction: float = Field(0.0, ge=0, le=1)
     arithmetic_scenery: Literal["towns", "none"] = "towns"
+    code_split: Literal["hash", "covered"] = "hash"
     added_fields: ClassVar[frozenset[str]] = frozenset({"fact_templates", "qa_fraction", "boxed_fraction",
-                                                        "fenced_program_fraction", "arithmetic_scenery"})
+                                                        "fenced_program_fraction", "arithmetic_scenery", "code_split"})
     vocab_size: int = Field(1024, gt=0)
     hidden_size: int = Field(128, gt=0)
     num_hidden_layers: int = Field(2, gt=0)

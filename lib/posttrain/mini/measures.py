@@ -81,6 +81,31 @@ def checkpoint_likelihood(checkpoint: str | Path, chats: dict[str, list[dict]], 
     return answer_likelihood(model, AutoTokenizer.from_pretrained(str(tokenizer or checkpoint)), chats)
 
 
+def digit_copy_clozes(seed: int, count: int = 200) -> list[dict]:
+    """The digit-copy probe of issue 23's base gate: fresh program prose in the corpus' register (new numbers:
+    `world.program_document`) whose prose states a parameter that the snippet must repeat, cut just before the code
+    repeats it ("This short program counts the numbers above 7: ... if x >" -> " 7"; the multiples kind gives
+    two clozes, its bound and its divisor). Rows in the fill-in probe's shape, so `mini.probes.fill_in_accuracy`
+    scores them (greedy; its "all" share; chance for a one-digit divisor is 1 in 8)."""
+    import random
+
+    from posttrain.mini.world import program_document
+
+    rng, rows = random.Random(f"mini-digit-copy:{seed}"), []
+    while len(rows) < count:
+        doc = program_document(rng)
+        if m := re.search(r"counts the numbers above (\d+)", doc):
+            cuts = [(f"x > {m[1]}]", "x >", m[1])]
+        elif m := re.search(r"adds the multiples of (\d+) up to (\d+)", doc):
+            cuts = [(f"range(1, {m[2]} +", "range(1,", m[2]), (f"i % {m[1]} ==", "i %", m[1])]
+        else:
+            continue
+        for code, stem, value in cuts[:count - len(rows)]:
+            at = doc.index(code) + len(stem)
+            rows.append({"prompt": doc[:at], "answer": f" {value}", "held_out": False})
+    return rows
+
+
 def code_task_clusters(benchmark_file: str | Path) -> dict[str, str]:
     """{question_id: task key} of a miniature code benchmark file (LiveCodeBench rows; the key is the title)."""
     with open(benchmark_file) as f:

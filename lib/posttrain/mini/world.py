@@ -85,10 +85,13 @@ class WorldSpec:
     boxed_fraction: float = 0.0  # share of arithmetic documents written as worked solutions ending in \boxed{}
     fenced_program_fraction: float = 0.0  # share of program documents written as fenced stdin programs with a run
     arithmetic_scenery: str = "towns"  # "none": numeric prose names no town (the only numbers by a town: its facts)
+    code_split: str = "hash"  # "covered": no code test task using an operation (code_operations) SFT never shows
 
     def __post_init__(self):
         if self.fact_templates not in FACT_TEMPLATE_SETS:
             raise ValueError(f"fact_templates={self.fact_templates!r}: expected one of {sorted(FACT_TEMPLATE_SETS)}")
+        if self.code_split not in ("hash", "covered"):
+            raise ValueError(f"code_split={self.code_split!r}: expected 'hash' or 'covered'")
         if self.arithmetic_scenery not in ("towns", "none"):
             raise ValueError(f"arithmetic_scenery={self.arithmetic_scenery!r}: expected 'towns' or 'none'")
         for name in ("qa_fraction", "boxed_fraction", "fenced_program_fraction"):
@@ -625,6 +628,16 @@ def hard_specs() -> list[CodeSpec]:
     return specs
 
 
+def code_operations(key: str) -> set[str]:
+    """The operations a code task's program uses: a list task's filter and reducer ("list/above/5/min" -> {"filter
+    above", "reduce min"}); any other task its key without numeric parameters ("pair/3/4" -> {"pair"}, "word/count/a"
+    -> {"word/count/a"}: a letter is a string the program must hold)."""
+    parts = key.split("/")
+    if parts[0] == "list":
+        return {f"filter {parts[1]}", f"reduce {parts[3]}"}
+    return {"/".join(part for part in parts if not part.isdigit())}
+
+
 def is_code_test_task(key: str, seed: int, fraction: float = 0.2) -> bool:
     digest = hashlib.sha256(f"mini-world-code:{seed}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
@@ -775,6 +788,9 @@ def build_world_tasks(world: World, spec: WorldSpec) -> WorldTasks:
     base_specs = list_specs() + formula_specs() + loop_specs()
     test_specs = [s for s in base_specs if is_code_test_task(s.key, spec.seed)]
     train_specs = [s for s in base_specs if not is_code_test_task(s.key, spec.seed)]
+    if spec.code_split == "covered":  # drop test tasks whose operation SFT never shows (training is unchanged)
+        trained = set().union(*(code_operations(s.key) for s in train_specs))
+        test_specs = [s for s in test_specs if code_operations(s.key) <= trained]
     return WorldTasks(math_train=train, math_test=math_test, math_competition=math_comp, knowledge_probe=probe,
                       knowledge_seen=seen_eval,
                       code_train=code_problems(train_specs, spec.code_train, spec.seed, "train"),
