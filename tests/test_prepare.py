@@ -154,7 +154,8 @@ def test_resume_reads_no_earlier_row_and_its_cost_does_not_grow_with_the_step(se
     assert read[:2 * rows_per_step] == order[:2 * rows_per_step] and len(read) <= 2 * rows_per_step + 2
     read[:] = []
     (Path(cut.output_dir) / "done.json").unlink()
-    assert train_in_process(cut)["global_step"] == 6  # resumed from checkpoint-2
+    done = train_in_process(cut)
+    assert done["global_step"] == 6 and done["data"]["packed_rows"] == 60  # resumed; the data it read recorded
     assert read == order[2 * rows_per_step:]  # steps 3-6 only
     want = {r["step"]: r["loss"] for r in read_loss_log(full.output_dir)}
     for r in read_loss_log(cut.output_dir):

@@ -265,6 +265,19 @@ def load_prepared(params: RunParams, tokenizer) -> tuple[Dataset, dict]:
     return datasets.load_from_disk(str(path / DATA_DIR)), {**manifest, "path": str(path)}
 
 
+class PreparedCounts:
+    """A prepared dataset's manifest in a DropCounter's place: data_stats.json and the done marker record which
+    prepared data a run read and its counts."""
+
+    def __init__(self, manifest: dict):
+        self.manifest = manifest
+
+    def as_dict(self) -> dict:
+        m = self.manifest
+        return {"prepared": m["path"], "key": m["key"], "source_ids": m["source_ids"], "revision": m["revision"],
+                "rows": m["rows"], "join": m["join"], "tokens": m["tokens"], "packed_rows": m["packed_rows"]}
+
+
 def pass_permutation(num_rows: int, seed: int, pass_index: int) -> np.ndarray:
     return np.random.default_rng([seed, pass_index]).permutation(num_rows)
 

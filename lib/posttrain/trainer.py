@@ -32,7 +32,7 @@ from posttrain.data import (HUB_IDS, DropCounter, ensure_chat_template, is_local
 from posttrain.models import (build_model, build_tokenizer, initialize_sharded_scratch_, reset_token_embeddings,
                               select_attn_implementation)
 from posttrain.params import ModelParams, RunParams, dump_params, load_run_params, params_hash
-from posttrain.prepare import PassPermutationSampler, load_prepared
+from posttrain.prepare import PassPermutationSampler, PreparedCounts, load_prepared
 from posttrain.runs import (DATA_STATS, DONE_MARKER, LOSS_LOG, RESOLVED_PARAMS, RESUME_POINTS, RUN_END_MARKER,
                             RUN_MARKER, STOP_REQUEST, STOPPED_EXIT, TENSORBOARD,
                             checkpoint_dir, launch_world_size, list_checkpoints, read_done, resolve_schedule,
@@ -378,11 +378,11 @@ def is_prepared_run(params: RunParams) -> bool:
 
 def build_dataset(params: RunParams, tokenizer):
     """Tokenized training data for the run's stage → (dataset, DropCounter or None). Prepared data (data.prepared_dir)
-    arrives packed, its counts in its manifest; hub data is read only prepared."""
+    arrives packed, with its manifest's counts (PreparedCounts); hub data is read only prepared."""
     if is_prepared_run(params):
         dataset, manifest = load_prepared(params, tokenizer)
         log.info("%s: prepared data %s (%d packed rows)", params.name, manifest["path"], len(dataset))
-        return dataset, None
+        return dataset, PreparedCounts(manifest)
     if params.data.source in HUB_IDS and not is_local(params.data):
         raise ValueError(f"{params.name}: data.path {params.data.path!r} is not a local file, and hub data "
                          f"({params.data.source}) is read only prepared: set data.prepared_dir and run "
