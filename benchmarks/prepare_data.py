@@ -168,11 +168,10 @@ def time_resume(args) -> None:
             resumed, _ = trainer.build_trainer(params, schedule, extra_callbacks=(stop,))
             start = time.perf_counter()
             resumed.train(resume_from_checkpoint=str(copy))
+            rows_per_step, packed = 2 * schedule["gradient_accumulation_steps"], len(resumed.train_dataset)
             print(f"resume    at step {step:>9,}: {stop.stop_time - start:5.2f} s to the end of step {step + 1:,} "
-                  f"(sampler's first row after {first_row['seconds'] * 1000:.2f} ms; rows per step "
-                  f"{2 * schedule['gradient_accumulation_steps']}, {len(prepare.load_prepared(params, resumed.processing_class)[0])} "
-                  f"packed rows, pass {step * 2 * schedule['gradient_accumulation_steps'] // max(1, len(resumed.train_dataset))})",
-                  flush=True)
+                  f"(sampler's first row after {first_row['seconds'] * 1000:.2f} ms; rows per step {rows_per_step}, "
+                  f"{packed} packed rows, pass {step * rows_per_step // packed})", flush=True)
 
 
 def main() -> None:

@@ -92,11 +92,18 @@ def test_cli_prepares_a_run_params_file_and_training_refuses_hub_data_unprepared
         build_dataset(hub, run_tokenizer(params))
 
 
-def test_streamed_rows_are_stored_and_all_of_dclm_is_refused(setup):
+def test_streamed_rows_are_stored_and_hub_text_streams_only_the_planned_tokens(setup):
     rows = datasets.Dataset.from_dict({"text": ["a", "b", "c"]})
     assert prepare._materialized(rows.to_iterable_dataset())["text"] == ["a", "b", "c"]
-    with pytest.raises(ValueError, match="DCLM-Baseline on the hub is ~4T tokens"):
-        prepare_run(run(setup, "all_dclm", {"source": "dclm"}, stage="pretrain"))
+    params = run(setup, "hub_dclm", {"source": "dclm"}, stage="pretrain", max_steps=None, token_budget=1000)
+    assert prepare.stream_budget(params) == 1000  # all of DCLM-Baseline (~4T tokens) is never downloaded
+    tok = run_tokenizer(params)
+    docs = [{"text": f"reverse {i} " * 20} for i in range(500)]
+    per_doc = len(tok(docs[0]["text"] + tok.eos_token, add_special_tokens=False)["input_ids"])
+    for sample in (2000, 3):  # every document counted, or estimated from the first 3
+        taken = list(prepare._documents_for(iter(docs), tok, tokens=1000, sample=sample))
+        assert len(taken) == -(-1020 // per_doc) and sum(per_doc for _ in taken) >= 1020
+    assert prepare.stream_budget(run(setup, "local", {"source": "dclm", "path": str(setup)}, stage="pretrain")) is None
 
 
 def test_two_ranks_get_the_same_micro_batches_every_step_and_every_row_once_per_pass():

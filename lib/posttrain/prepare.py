@@ -1,4 +1,4 @@
-"""Prepare once, train from prepared data: raw rows → joined → chat-rendered → tokenized → packed → saved once.
+"""Prepare once, train from prepared data: raw rows → joined → chat-rendered → tokenized → packed → saved.
 
     python -m posttrain.prepare PARAMS [--num-proc N]     # PARAMS: a run params file or a study params file
 
@@ -87,7 +87,7 @@ def prepared_key(params: RunParams, tokenizer) -> str:
              "join_sources": {k: _file_sizes(v.replace("{split}", "*")) for k, v in sorted(d.join_sources.items())}}
     what = {"format": FORMAT_VERSION, "data": data, "local_files": local, "stage": t.stage, "max_length": t.max_length,
             "assistant_only_loss": t.assistant_only_loss if t.stage == "sft" else False,
-            "tokenizer": tokenizer_fingerprint(tokenizer)}
+            "tokenizer": tokenizer_fingerprint(tokenizer), "stream_budget": stream_budget(params)}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -168,10 +168,42 @@ def _rows_of(ds):
     yield from ds
 
 
+def stream_budget(params: RunParams) -> int | None:
+    """Tokens of hub pre-training text to stream in, where the source is not prepared whole (all of DCLM-Baseline is
+    ~4T tokens): the run's planned tokens. None where the data is read whole, or data.max_examples rows of it."""
+    d, t = params.data, params.training
+    if t.stage != "pretrain" or is_local(d) or d.max_examples is not None or "*" in (d.path or ""):
+        return None
+    return t.token_budget or t.max_steps * t.tokens_per_step
+
+
+def _documents_for(ds, tokenizer, tokens: int, sample: int = 2000):
+    """Documents from a stream until they hold `tokens` tokens and 2% more: counted exactly for the first `sample`
+    documents, then estimated from characters × the tokens per character measured on those."""
+    total = sample_tokens = sample_chars = 0
+    for i, row in enumerate(ds):
+        yield row
+        chars = len(row["text"]) + 1
+        if i < sample:
+            n = len(tokenizer(row["text"] + tokenizer.eos_token, add_special_tokens=False)["input_ids"])
+            sample_tokens, sample_chars, total = sample_tokens + n, sample_chars + chars, total + n
+        else:
+            total += chars * sample_tokens / sample_chars
+        if total >= tokens * 1.02:
+            return
+
+
 def _tokenized(params: RunParams, tokenizer, num_proc: int | None) -> tuple[Dataset, dict, dict]:
     """→ (tokenized rows, rows {seen, used, dropped: {reason: n}}, join counts). Hub data downloads whole, except
-    with data.max_examples: then that many rows stream in (shuffled in a buffer) and only they are stored."""
+    with data.max_examples (that many rows stream in, shuffled in a buffer) and hub pre-training text without a
+    path glob (documents stream in until they hold the run's planned tokens): only those rows are stored."""
     t, d = params.training, params.data
+    budget = stream_budget(params)
+    if budget is not None:
+        ds = load_pretrain_text(d, streaming=True, shuffle=False)
+        ds = Dataset.from_generator(_documents_for, gen_kwargs={"ds": ds, "tokenizer": tokenizer, "tokens": budget})
+        rows = {"seen": len(ds), "used": len(ds), "dropped": {}}
+        return tokenize_pretrain(ds, tokenizer, num_proc=num_proc), rows, {}
     stream = not is_local(d) and d.max_examples is not None
     if t.stage == "sft":
         ds, join = load_sft_rows(d, num_proc=None if stream else num_proc, streaming=stream, shuffle=stream)
@@ -189,11 +221,6 @@ def _tokenized(params: RunParams, tokenizer, num_proc: int | None) -> tuple[Data
 def prepare_run(params: RunParams, num_proc: int | None = None, tokenizer=None) -> Path:
     """Prepare one run's data unless prepared with the same key; returns the manifest's path. Raises (after writing
     the manifest) when no row is usable, naming the source and the drop reasons."""
-    d = params.data
-    if d.source == "dclm" and not is_local(d) and d.max_examples is None and "*" not in (d.path or ""):
-        raise ValueError(f"{params.name}: DCLM-Baseline on the hub is ~4T tokens; prepare a part of it: set "
-                         "data.max_examples (documents, streamed) or data.path to a local copy or an hf:// glob of "
-                         "its shards")
     tokenizer = tokenizer or run_tokenizer(params)
     out = prepared_path(params, tokenizer)
     manifest = read_manifest(out)
