@@ -238,7 +238,8 @@ def prepare_run(params: RunParams, num_proc: int | None = None, tokenizer=None) 
                                   "seq_lengths": datasets.List(datasets.Value("int32"))})
     if len(tokenized):
         packed = pack_rows(tokenized.select_columns(["input_ids", "labels"]), params.training.max_length, strategy)
-        packed = packed.cast(features, num_proc=num_proc)  # token ids fit int32: half the disk of int64
+        if packed.features != features:  # tokenized in int32 already (posttrain.data): no second copy
+            packed = packed.cast(features, num_proc=num_proc)
     else:  # nothing usable: the manifest still records why
         packed = Dataset.from_dict({name: [] for name in features}, features=features)
     tokens, trained = _token_counts(packed)
