@@ -1,8 +1,9 @@
 """Prepare once, train from prepared data: raw rows → joined → chat-rendered → tokenized → packed → saved.
 
-    python -m posttrain.prepare PARAMS [--num-proc N]     # PARAMS: a run params file or a study params file
+    python -m posttrain.prepare PARAMS [--run-dir DIR] [--num-proc N]   # PARAMS: a run's or a study's params file
 
-For every run whose `data.prepared_dir` is set: the hub dataset (downloaded, not streamed) or local parquet / JSONL /
+For every run whose `data.prepared_dir` is set: the hub dataset (downloaded whole; streamed in part with
+data.max_examples, and hub pre-training text up to the run's planned tokens) or local parquet / JSONL /
 .jsonl.zst files, OpenCodeReasoning-II's questions joined from their sources (posttrain.ocr_join), rendered and
 tokenized as posttrain.data does for the miniature (N processes: `datasets.map(num_proc=N)`), packed into rows of
 max_length with TRL's packer (one process: packing is cheap, and the same rows whatever N), and written with
