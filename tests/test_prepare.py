@@ -62,6 +62,11 @@ def test_no_usable_rows_refuses_naming_the_source_and_reasons(setup):
     from posttrain.trainer import train_in_process
     with pytest.raises(ValueError, match="no usable rows"):
         train_in_process(params)
+    unprepared = params.model_copy(update={"name": "unprepared", "output_dir": str(setup / "unprepared"),
+                                           "data": params.data.model_copy(update={"prepared_dir": None})})
+    with pytest.raises(ValueError, match=r"open_code_reasoning_2 \(.*\): no usable rows — 13 seen, dropped: 12 "
+                                         r"longer than max_length 16, 1 without a question"):
+        train_in_process(unprepared)  # the in-process (miniature) path refuses too
 
 
 def test_dclm_zstd_prepared_for_pretraining(setup):

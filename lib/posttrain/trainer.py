@@ -388,8 +388,13 @@ def build_dataset(params: RunParams, tokenizer):
                          f"({params.data.source}) is read only prepared: set data.prepared_dir and run "
                          "`python -m posttrain.prepare <params>` first")
     if params.training.stage == "sft":
-        return tokenize_sft(load_sft_messages(params.data), tokenizer, params.training.max_length,
-                            params.training.assistant_only_loss)
+        dataset, counter = tokenize_sft(load_sft_messages(params.data), tokenizer, params.training.max_length,
+                                        params.training.assistant_only_loss)
+        if counter.seen and counter.seen == counter.too_long + counter.skipped:  # map-style data, all dropped
+            raise ValueError(f"{params.name}: data source {params.data.source} ({params.data.path}): no usable rows "
+                             f"— {counter.seen} seen, dropped: {counter.too_long} longer than max_length "
+                             f"{counter.max_length}, {counter.skipped} without a question")
+        return dataset, counter
     return tokenize_pretrain(load_pretrain_text(params.data), tokenizer), None
 
 
