@@ -94,6 +94,7 @@ def _curve_panel(ax, rows: pd.DataFrame, base: pd.DataFrame, spec: ReportSpec) -
     if len(steps) <= 8:
         ax.set_xticks(steps)
     ax.set_xlabel("SFT step")
+    ax.set_ylim(0, max(10.0, 1.1 * np.nanmax(100 * rows["pass@1_hi"].to_numpy(float), initial=0.0)))  # pass@1 in %
 
 
 def plot_gap_closure(gaps: pd.DataFrame):
@@ -146,6 +147,7 @@ def plot_sft_scale(scale: pd.DataFrame) -> dict:
                     bottom.errorbar(x, y, yerr=err, fmt="o-", color=ARM_COLORS["100%-Pre"], capsize=3)
                 bottom.axhline(0, color="black", linewidth=0.8)
                 top.set_xscale("log")
+                top.set_ylim(0, max(10.0, 1.1 * np.nanmax(100 * rows["pass@1_hi"].to_numpy(float), initial=0.0)))
                 top.set_title(bench + (" (probe)" if bench in PROBES else ""))
                 bottom.set_xlabel("SFT tokens" if rows["sft_tokens"].max() > rows["step"].max() else "SFT step")
             ticks = sorted(set(part["sft_tokens"]))  # the budgets themselves, labelled 150k / 2.4M
