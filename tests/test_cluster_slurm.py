@@ -87,6 +87,7 @@ def _state(job_id: str) -> str:
     return slurm.queue([job_id]).get(job_id, ("GONE", ""))[0]
 
 
+@pytest.mark.slow  # ~2 min: two trainings, two requeues (a requeued job waits cred_expire before it restarts)
 def test_warned_then_requeued_training_job_resumes_to_the_same_loss_curve(local_slurm, tmp_path):
     from fixtures.toy_task import write_reverse_task
     from test_cluster import toy_run

@@ -25,6 +25,7 @@ import argparse
 import importlib.util
 import json
 import shlex
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from posttrain.runs import (LAUNCH_PARAMS, STOP_REQUEST, evaluation_checkpoints,
                            read_done, read_loss_log)
 from posttrain.slurm import (ACTIVE, ClusterParams, job_script, load_cluster, multinode_command, queue, read_exits,
                              sbatch, sbatch_options)
-from posttrain.stages import NOTEBOOK_STAGES, SETUP_STAGE, stage_is_done, stamp_path
+from posttrain.stages import NOTEBOOK_STAGES, SETUP_STAGE, raise_stopped, stage_is_done, stamp_path, stop_descendants
 
 SLURM_DIR = "slurm"
 RECORDS = "jobs.json"
@@ -422,7 +423,13 @@ def main(argv: list[str] | None = None) -> int:
     chunk.add_argument("--run-dir")
     chunk.add_argument("--chunk", type=int, required=True)
     args = ap.parse_args(argv)
-    return run_eval_chunk(args.params, args.run_dir, args.chunk)
+    signal.signal(signal.SIGTERM, raise_stopped)  # the job's time-limit warning or a cancel: stop the workers too
+    try:
+        return run_eval_chunk(args.params, args.run_dir, args.chunk)
+    except KeyboardInterrupt:
+        stop_descendants()
+        print(f"[cluster] chunk {args.chunk}: stopped; its records are kept for the rerun", flush=True)
+        return 143
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from .params import (REPO_ROOT, ParamsError, StudyParams, dump_params, load_study, params_hash, repo_relative,
                      resolve_repo_path)
-from .stages import NOTEBOOK_DIR, NOTEBOOK_STAGES, SETUP_STAGE, STAGES, stage_is_done, stamp_path, write_stamp  # noqa: F401
+from .stages import (NOTEBOOK_DIR, NOTEBOOK_STAGES, SETUP_STAGE, STAGES, Stopped, raise_stopped,  # noqa: F401
+                     stage_is_done, stamp_path, stop_descendants, write_stamp)
 
 def run_stage(stage: str, params_path: Path, run_dir: Path, force: bool, kernel: str) -> float:
     """Execute one notebook with papermill; return its wall time. Raises StageFailed with notebook + cell."""
@@ -87,32 +88,6 @@ def _quiet_kernel_manager():
                 os.close(write_fd)  # the kernel holds its copy; EOF reaches the thread when the kernel exits
 
     return QuietKernelManager
-
-
-class Stopped(KeyboardInterrupt):
-    """SIGTERM, raised where the chain waits so that it unwinds like Ctrl-C."""
-
-
-def _raise_stopped(signum, frame):
-    raise Stopped(f"signal {signum}")
-
-
-def stop_descendants(grace_s: float = 10.0) -> list[int]:
-    """SIGTERM every process started below this one (kernels, training workers in their own sessions, generation
-    workers), then SIGKILL those still alive after `grace_s`; returns their pids. The tree is read before any
-    signal, so processes orphaned by the first deaths are still found."""
-    import psutil  # a dependency of accelerate
-
-    procs = psutil.Process().children(recursive=True)
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for p in alive:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-    psutil.wait_procs(alive, timeout=5)
-    return [p.pid for p in procs]
 
 
 def run_setup_stage(study: StudyParams) -> float | None:
@@ -235,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or []:
         if name not in STAGES:
             ap.error(f"--only: unknown stage {name!r}; stages are {STAGES}")
-    previous = signal.signal(signal.SIGTERM, _raise_stopped)
+    previous = signal.signal(signal.SIGTERM, raise_stopped)
     try:
         if args.submit or args.status:
             from . import cluster  # deferred: the local chain does not need it

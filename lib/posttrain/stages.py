@@ -1,9 +1,10 @@
-"""The study chain's stages and their stamps, shared by the local chain (posttrain.pipeline) and the cluster job
-graph (posttrain.cluster): a notebook stage is done when its executed notebook and a stamp with the study's params
-hash are in `<run_dir>/notebooks/`.
+"""The study chain's stages, their stamps and stopping them, shared by the local chain (posttrain.pipeline) and the
+cluster job graph (posttrain.cluster): a notebook stage is done when its executed notebook and a stamp with the
+study's params hash are in `<run_dir>/notebooks/`; a stage stopped by SIGTERM stops every process it started.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -28,3 +29,29 @@ def stage_is_done(run_dir: Path, stage: str, phash: str) -> bool:
 
 def write_stamp(run_dir: Path, stage: str, phash: str, seconds: float) -> None:
     stamp_path(run_dir, stage).write_text(json.dumps({"params_hash": phash, "seconds": seconds}))
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM, raised where the chain waits so that it unwinds like Ctrl-C."""
+
+
+def raise_stopped(signum, frame):
+    raise Stopped(f"signal {signum}")
+
+
+def stop_descendants(grace_s: float = 10.0) -> list[int]:
+    """SIGTERM every process started below this one (kernels, training workers in their own sessions, generation
+    workers), then SIGKILL those still alive after `grace_s`; returns their pids. The tree is read before any
+    signal, so processes orphaned by the first deaths are still found."""
+    import psutil  # a dependency of accelerate
+
+    procs = psutil.Process().children(recursive=True)
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return [p.pid for p in procs]
