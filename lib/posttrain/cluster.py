@@ -303,8 +303,8 @@ def _state(job: Job, rec: dict | None, live: dict, exits: dict) -> tuple[str, st
     bad = [j for j, e in ran.items() if e["exit"]]
     if bad:
         return "failed", f"exit {ran[bad[0]]['exit']}" + (f" (task {bad[0]})" if "_" in bad[0] else "")
-    if ran:
-        return "failed", "exited 0 without its done marker"
+    if ran:  # e.g. its outputs were deleted, or the set-up's code changed since
+        return "incomplete", "exited 0, but its outputs are missing or out of date now: resubmit to redo it"
     states = ", ".join(sorted({s.lower() for s, _ in mine.values()})) or "gone from the queue"
     return "cancelled", f"never ran ({states}): a job it waits for failed, or it was cancelled"
 
@@ -334,14 +334,20 @@ def job_states(study: StudyParams, jobs: list[Job]) -> list[dict]:
     return rows
 
 
-def print_status(params_path: str | Path, run_dir: str | None, cluster_path: str | Path | None = None) -> int:
+def status_rows(params_path: str | Path, run_dir: str | None = None) -> list[dict]:
+    """Each job of the study's graph: job, state (done, running, pending, failed, incomplete, cancelled, not
+    submitted), id, log, detail; a notebook cell shows `pd.DataFrame(cluster.status_rows(params_path, run_dir))`."""
     study = load_study(resolve_repo_path(params_path), run_dir)
-    records = _records(study)
-    if not records:
+    return job_states(study, build_graph(study, resolve_repo_path(params_path), _cluster_of(study)))
+
+
+def print_status(params_path: str | Path, run_dir: str | None) -> int:
+    """--status: the table of status_rows; exit 0 when every job is done."""
+    study = load_study(resolve_repo_path(params_path), run_dir)
+    if not _records(study):
         print(f"[cluster] {study.name}: nothing submitted from {repo_relative(Path(study.run_dir))} "
               "(python -m posttrain.pipeline PARAMS --submit slurm)")
-    cluster = load_cluster(cluster_path) if cluster_path else _cluster_of(study)
-    rows = job_states(study, build_graph(study, resolve_repo_path(params_path), cluster))
+    rows = status_rows(params_path, run_dir)
     width = max(len(r["job"]) for r in rows)
     for r in rows:
         log = r["log"] if r["log"] and Path(r["log"].replace("%a", "0")).exists() else ""
@@ -373,10 +379,10 @@ def wait_for(study: StudyParams, graph, poll_s: float = 5.0) -> int:
             break
         time.sleep(poll_s)
     rows = job_states(study, graph())
-    failed = [r for r in rows if r["state"] == "failed"]
+    failed = [r for r in rows if r["state"] in ("failed", "incomplete")]
     for r in failed:
         print(f"[cluster] FAILED {r['job']} (job {r['id']}): {r['detail']}; log {r['log']}", file=sys.stderr)
-    skipped = [r["job"] for r in rows if r["state"] not in ("done", "failed")]
+    skipped = [r["job"] for r in rows if r["state"] not in ("done", "failed", "incomplete")]
     if skipped:
         print(f"[cluster] not run because of it: {', '.join(skipped)}", file=sys.stderr)
     if not failed and not skipped:
