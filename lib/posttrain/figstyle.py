@@ -39,11 +39,13 @@ def figure_style():
         yield
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, panel: tuple[float, float] = (4.0, 3.0), **subplots_kw):
-    """(fig, axes[nrows][ncols]) with panels of about `panel` inches, shrunk to fit MAX_WIDTH. A Figure outside
-    pyplot: nothing is drawn twice in a notebook, nothing needs closing; a notebook shows it by returning it."""
-    width = min(MAX_WIDTH, panel[0] * ncols)
-    height = panel[1] * nrows * (width / (panel[0] * ncols)) ** 0.5  # keep panels from getting flat when shrunk
+def new_figure(nrows: int = 1, ncols: int = 1, panel: tuple[float, float] = (4.0, 3.0), min_width: float = 6.0,
+               **subplots_kw):
+    """(fig, axes[nrows][ncols]) with panels of about `panel` inches, shrunk to fit MAX_WIDTH (and widened to
+    `min_width`: a lone panel beside an outside legend would be a sliver). A Figure outside pyplot: nothing is
+    drawn twice in a notebook, nothing needs closing; a notebook shows it by returning it."""
+    width = min(MAX_WIDTH, max(min_width, panel[0] * ncols))
+    height = panel[1] * nrows * min(1.0, width / (panel[0] * ncols)) ** 0.5  # keep panels from getting flat when shrunk
     with figure_style():
         fig = NotebookFigure(figsize=(width, height), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False, **subplots_kw)
