@@ -363,6 +363,8 @@ def _clock(seconds: float) -> str:
 def plot_loss_curves(runs: list[RunParams], path: str | Path):
     """Training loss vs tokens seen, one line per run; saved to `path` (PNG, no timestamp) and returned (a notebook
     shows it by returning it)."""
+    import matplotlib.ticker
+
     from posttrain.figstyle import figure_style, new_figure, save_figure
 
     fig, axes = new_figure(1, 1, panel=(7, 4))
@@ -374,6 +376,8 @@ def plot_loss_curves(runs: list[RunParams], path: str | Path):
                 ax.plot([r["tokens"] for r in log_rows], [r["loss"] for r in log_rows],
                         label=f"{params.name} ({params.arm})")
         ax.set(xlabel="training tokens", ylabel="training loss", yscale="log")
+        for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):  # 5.5, not 5.5 × 10^0
+            axis(matplotlib.ticker.FormatStrFormatter("%.3g"))
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     path = Path(path)
     save_figure(fig, path.parent, path.stem, formats=(path.suffix or ".png",))
