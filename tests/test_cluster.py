@@ -206,20 +206,20 @@ def test_kernel_noise_is_filtered_and_the_rest_passes():
 
 STOPPER = """
 import signal, subprocess, sys, time
+import psutil
 from posttrain import pipeline
 signal.signal(signal.SIGTERM, pipeline.raise_stopped)  # what pipeline.main installs
-# a child in its own session (as training jobs are) with a grandchild, as a kernel's workers would be
-child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
-                          "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); time.sleep(300)"],
-                         start_new_session=True)
-import psutil
-deadline = time.time() + 120
-while len(psutil.Process().children(recursive=True)) < 2 and time.time() < deadline:
-    time.sleep(0.1)  # the grandchild's interpreter may take a while to start on a busy machine
-print(" ".join(str(p.pid) for p in psutil.Process().children(recursive=True)), flush=True)
 try:
+    # a child in its own session (as training jobs are) with a grandchild, as a kernel's workers would be
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']); "
+                              "time.sleep(300)"], start_new_session=True)
+    deadline = time.time() + 120
+    while len(psutil.Process().children(recursive=True)) < 2 and time.time() < deadline:
+        time.sleep(0.1)  # the grandchild's interpreter may take a while to start on a busy machine
+    print(" ".join(str(p.pid) for p in psutil.Process().children(recursive=True)), flush=True)
     time.sleep(300)
-except pipeline.Stopped:
+except pipeline.Stopped:  # wherever the signal lands
     print("stopped", len(pipeline.stop_descendants(grace_s=5)), flush=True)
 """
 
