@@ -74,8 +74,8 @@ def file_key(key: str) -> str:
 
 def _pipeline_cmd(cluster: ClusterParams, params_path: Path, study: StudyParams, *stages: str,
                   export: bool = False) -> str:
-    return shlex.join(["-m", "posttrain.pipeline", str(params_path), "--run-dir", study.run_dir, "--only", *stages]
-                      + ([] if export else ["--no-export"])).replace("-m", f"{cluster.python} -m", 1)
+    return f"{cluster.python} " + shlex.join(["-m", "posttrain.pipeline", str(params_path), "--run-dir", study.run_dir,
+                                              "--only", *stages] + ([] if export else ["--no-export"]))
 
 
 def _prepare_needed(study: StudyParams) -> list[RunParams]:
@@ -180,8 +180,8 @@ def build_graph(study: StudyParams, params_path: Path, cluster: ClusterParams, w
     if study.setup is not None or prepare:
         from posttrain.mini.build import setup_is_current
         parts = ([_pipeline_cmd(cluster, params_path, study, SETUP_STAGE)] if study.setup is not None else []) + (
-            [shlex.join([*shlex.split(cluster.python), "-m", "posttrain.prepare", str(params_path), "--run-dir",
-                         study.run_dir])] if prepare else [])
+            [f"{cluster.python} " + shlex.join(["-m", "posttrain.prepare", str(params_path), "--run-dir",
+                                                 study.run_dir])] if prepare else [])
         jobs.append(Job("setup", "setup", " && ".join(parts), [],
                         (study.setup is None or setup_is_current(study.setup, study.run_dir)) and _prepared(prepare)))
     setup = ["setup"] if jobs else []
