@@ -88,11 +88,18 @@ def _prepare_needed(study: StudyParams) -> list[RunParams]:
 def _prepared(runs: list[RunParams]) -> bool:
     if not runs:
         return True
+    import huggingface_hub.constants as hub
+
     from posttrain.prepare import is_prepared  # torch and datasets: only for studies that prepare data
+    # Offline (HF_HUB_OFFLINE, read at call time): a preparation here left its tokenizer in the cache; with none
+    # there, nothing was prepared, and the hub's retries would only delay the answer.
+    saved, hub.HF_HUB_OFFLINE = hub.HF_HUB_OFFLINE, True
     try:
         return all(is_prepared(r) for r in runs)
-    except (OSError, ValueError):  # its tokenizer is not reachable from here: the setup job prepares (or skips)
+    except (OSError, ValueError):  # no cached tokenizer: the setup job prepares (or finds it done)
         return False
+    finally:
+        hub.HF_HUB_OFFLINE = saved
 
 
 def _training_jobs(cluster: ClusterParams, stage: str, runs: list[RunParams], after: list[str], workers: int,

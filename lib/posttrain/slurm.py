@@ -134,7 +134,8 @@ stop_requested=0
 on_warning() {{  # SLURM's USR1 before the time limit: stop at a resumable point, then requeue
   stop_requested=1
   echo "[posttrain.cluster] $(date -u +%FT%TZ) time-limit warning: stopping to requeue"
-  if (( ${{#stop_files[@]}} )); then touch "${{stop_files[@]}}"; else kill -TERM "$child" 2>/dev/null; fi
+  # not training: TERM the command (a list like `a && b` runs in a subshell: its children too)
+  if (( ${{#stop_files[@]}} )); then touch "${{stop_files[@]}}"; else kill -TERM $(pgrep -P "$child") "$child" 2>/dev/null; fi
 }}
 trap on_warning USR1
 echo "[posttrain.cluster] $(date -u +%FT%TZ) {key} job $job_id on $(hostname -s), restart ${{SLURM_RESTART_COUNT:-0}}"
