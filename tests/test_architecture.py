@@ -86,3 +86,12 @@ def test_package_has_no_import_cycle():
     cycle = find_cycle(graph)
     if cycle:
         pytest.fail("import cycle: " + " -> ".join(cycle))
+
+
+def test_no_module_outside_grading_and_mini_is_over_500_lines():
+    """Short files, one obvious place per stage: a module past 500 lines is doing two jobs (grading/ and mini/ hold
+    rule tables and generators that are long by nature)."""
+    long = {str(p.relative_to(PKG_ROOT)): n for p in PKG_ROOT.rglob("*.py")
+            if p.relative_to(PKG_ROOT).parts[0] not in ("grading", "mini")
+            and (n := len(p.read_text().splitlines())) > 500}
+    assert not long, long

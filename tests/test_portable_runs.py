@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import posttrain.params as params_module
+import posttrain.params.load as params_module  # where the loaders read REPO_ROOT
 from posttrain.params import (REPO_ROOT, StudyParams, legacy_params_hash, load_run_params, load_study, params_hash,
                               portable)
 from posttrain.runs import DONE_MARKER, is_done
