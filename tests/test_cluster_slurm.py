@@ -138,13 +138,13 @@ def test_warned_then_requeued_training_job_resumes_to_the_same_loss_curve(local_
 
 
 @pytest.mark.slow
-def test_smoke_study_through_slurm_computes_what_the_local_chain_computes(local_slurm, tmp_path):
-    """The benchmark's comparison (benchmarks/slurm_overhead.py prints both wall times); SMOKE_RUN_DIR=<a finished
-    local smoke run> skips the local chain."""
+def test_smoke_study_through_slurm_computes_what_the_local_chain_computes(local_slurm, smoke_run, tmp_path):
+    """The benchmark's comparison (benchmarks/slurm_overhead.py prints both wall times), against the session's
+    local smoke run (tests/conftest.py: the chain runs once per session)."""
     sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
     from slurm_overhead import compare_local_and_slurm
 
-    result = compare_local_and_slurm(tmp_path, os.environ.get("SMOKE_RUN_DIR"))
+    result = compare_local_and_slurm(tmp_path, str(smoke_run))
     assert result["slurm_rc"] == 0, result["slurm_output"][-3000:]
     assert result["jobs"] >= 4
     assert result["compare_rc"] == 0, result["compare_output"]

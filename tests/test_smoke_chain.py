@@ -7,7 +7,6 @@ smoke run> skips the chain and tests that run instead (the notebook tests write 
 """
 import csv
 import json
-import os
 import re
 import subprocess
 import sys
@@ -25,17 +24,6 @@ LAB_KERNEL = "posttrain"  # the kernel `make lab` offers (scripts/setup_env.sh i
 
 def _pipeline(run_dir: Path) -> list[str]:
     return [sys.executable, "-m", "posttrain.pipeline", str(REPO_ROOT / "params/smoke.yaml"), "--run-dir", str(run_dir)]
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    """A finished smoke run: SMOKE_RUN_DIR, or the chain run here once."""
-    if os.environ.get("SMOKE_RUN_DIR"):
-        return Path(os.environ["SMOKE_RUN_DIR"]).resolve()
-    run_dir = tmp_path_factory.mktemp("chain") / "smoke"
-    proc = subprocess.run(_pipeline(run_dir), cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return run_dir
 
 
 def test_smoke_chain(smoke_run):
