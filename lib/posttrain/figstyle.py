@@ -34,8 +34,12 @@ class NotebookFigure(Figure):
 
 @contextlib.contextmanager
 def figure_style():
-    """Artists made inside take the house style (rcParams are read when an artist is created)."""
-    with matplotlib.rc_context(STYLE):
+    """Artists made inside take the house style (rcParams are read when an artist is created), on matplotlib's
+    defaults: whatever the session set globally (the notebook backend's transparent face colour, a user's style)
+    must not reach the files, or a figure drawn in JupyterLab would differ from the same one drawn headless."""
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()  # keeps the backend
+        matplotlib.rcParams.update(STYLE)
         yield
 
 
