@@ -552,3 +552,16 @@ def test_a_run_short_of_its_planned_steps_is_flagged_and_decides_nothing(mini_ru
     summary, _ = report.check_claims(results, spec, run_dir, pd.DataFrame(), n_boot=100)
     checked = summary[summary["verdict"] != "not checked (runs missing)"]  # claim 3: no gap-closure table given
     assert len(checked) == 4 and checked["verdict"].str.startswith("cannot decide (its runs are unfinished").all()
+
+
+def test_problem_pairs_count_each_problem_once(mini_run):
+    run_dir, results = mini_run
+    results = report.check_results(results)
+    spec = report.spec_from(results)
+    arrays, counts = report.stats.problem_pairs(results, spec, run_dir)
+    assert set(arrays) == {("s1", "mini_math"), ("s1", "mini_code"), ("s2", "mini_math")}  # s2 has no 0%-Pre code
+    for row in counts.itertuples():
+        a, b = arrays[(row.size, row.benchmark)]
+        assert row.problems == len(a) == len(b) == N_PROBLEMS
+        assert row._4 + row._5 + row.tied == row.problems and row._4 == int((a > b).sum())
+    assert len(report.figures.plot_problem_pairs(arrays).axes) == 3

@@ -168,3 +168,16 @@ def plot_sft_scale(scale: pd.DataFrame) -> dict:
 def file_stem(label: str) -> str:
     """A size label as a file-name part: "L (4 seeds)" -> "L_4_seeds"; plain labels unchanged."""
     return re.sub(r"[^\w.-]+", "_", label).strip("_")
+
+
+def plot_problem_pairs(arrays: dict, labels: tuple[str, str] = ("100%-Pre", "0%-Pre")):
+    """One panel per (size, benchmark): each problem's accuracy under two arms (stats.problem_pairs), jittered so
+    that equal points stay visible, with the diagonal."""
+    fig, axes = new_figure(1, max(len(arrays), 1), panel=(3.4, 3.4))
+    with figure_style():
+        for ax, ((size, bench), (a, b)) in zip(axes[0], arrays.items()):
+            jitter = np.random.default_rng(0).uniform(-0.03, 0.03, (2, len(b)))
+            ax.scatter(b + jitter[0], a + jitter[1], s=8, alpha=0.5, color=ARM_COLORS[labels[0]])
+            ax.plot([0, 1], [0, 1], color="0.5", linewidth=0.8)
+            ax.set(title=f"{bench} ({size})", xlabel=f"{labels[1]} accuracy", ylabel=f"{labels[0]} accuracy")
+    return fig

@@ -184,3 +184,23 @@ def _excerpt(text: str, limit: int, head: bool) -> str:
     if len(text) <= limit:
         return text
     return text[:limit] + " …" if head else "… " + text[-limit:]
+
+
+def problem_pairs(results: pd.DataFrame, spec: ReportSpec, run_dir, arm_a: str = "100%-Pre",
+                  arm_b: str = "0%-Pre") -> tuple[dict, pd.DataFrame]:
+    """Per size × each domain's first in-domain benchmark, both arms' per-problem accuracy on the problems both
+    answered (final checkpoints): ({(size, bench): (a, b)}, counts of problems where arm_a is better / worse / tied
+    / both at 0). A pair missing an arm or its records is left out."""
+    final, arrays, counts = final_checkpoints(results), {}, []
+    for size in spec.sizes:
+        for domain, benches in spec.domains.items():
+            rows = [model_row(final, arm, size, domain, benches[0]) for arm in (arm_a, arm_b)]
+            pair = None if any(r is None for r in rows) else paired_arrays(rows, run_dir)
+            if pair is None:
+                continue
+            a, b = pair
+            arrays[(size, benches[0])] = (a, b)
+            counts.append({"size": size, "benchmark": benches[0], "problems": len(a), f"{arm_a} better": int((a > b).sum()),
+                           f"{arm_b} better": int((a < b).sum()), "tied": int((a == b).sum()),
+                           "both at 0": int(((a == 0) & (b == 0)).sum())})
+    return arrays, pd.DataFrame(counts)
